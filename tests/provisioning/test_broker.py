@@ -1,0 +1,103 @@
+"""The test broker enforces what AWS IoT Core enforces for a thing: mutual TLS and its own topics only."""
+
+from __future__ import annotations
+
+import queue
+import ssl
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import SERVICE_USER, Broker, MqttProbe
+
+
+def test_device_publishes_and_receives_on_its_own_topics(broker: Broker) -> None:
+    cert, key = broker.issue_client("anc-sn-1")
+    with MqttProbe(broker, cert, key, client_id="anc-sn-1") as device:
+        assert device.subscribe("anc/anc-sn-1/#") == [1]
+        assert device.subscribe("$aws/things/anc-sn-1/shadow/name/config/update/delta") == [1]
+        device.publish("anc/anc-sn-1/telemetry", b'{"seq": 1}')
+        device.publish("$aws/things/anc-sn-1/shadow/name/config/update/delta", b"{}")
+        received = {device.next_message()[0], device.next_message()[0]}
+    assert received == {"anc/anc-sn-1/telemetry", "$aws/things/anc-sn-1/shadow/name/config/update/delta"}
+
+
+def test_subscriber_never_receives_another_things_messages(broker: Broker) -> None:
+    with (
+        MqttProbe(broker, *broker.service_cert()) as service,
+        MqttProbe(broker, *broker.issue_client("anc-sn-1")) as intruder,
+    ):
+        intruder.subscribe("anc/anc-sn-2/commands")
+        intruder.subscribe("$aws/things/anc-sn-2/shadow/#")
+        intruder.subscribe("anc/anc-sn-1/commands")
+        service.publish("anc/anc-sn-2/commands", b"passthrough")
+        service.publish("$aws/things/anc-sn-2/shadow/update/delta", b"{}")
+        service.publish("anc/anc-sn-1/commands", b"marker")
+        assert intruder.next_message() == ("anc/anc-sn-1/commands", b"marker")
+        with pytest.raises(queue.Empty):
+            intruder.next_message(timeout_s=0.3)
+
+
+def test_publish_to_another_things_topic_never_arrives(broker: Broker) -> None:
+    with (
+        MqttProbe(broker, *broker.service_cert()) as service,
+        MqttProbe(broker, *broker.issue_client("anc-sn-1")) as intruder,
+    ):
+        assert service.subscribe("anc/#") == [1]
+        intruder.publish("anc/anc-sn-2/commands", b"passthrough")
+        intruder.publish("anc/anc-sn-1/events", b"marker")
+        topic, payload = service.next_message()
+        assert (topic, payload) == ("anc/anc-sn-1/events", b"marker")
+        with pytest.raises(queue.Empty):
+            service.next_message(timeout_s=0.3)
+
+
+def test_service_user_reads_aws_reserved_topics(broker: Broker) -> None:
+    with (
+        MqttProbe(broker, *broker.service_cert(), client_id=SERVICE_USER) as service,
+        MqttProbe(broker, *broker.issue_client("anc-sn-1")) as device,
+    ):
+        assert service.subscribe("$aws/things/+/shadow/#") == [1]
+        device.publish("$aws/things/anc-sn-1/shadow/get", b"{}")
+        assert service.next_message()[0] == "$aws/things/anc-sn-1/shadow/get"
+
+
+def test_client_without_certificate_is_refused(broker: Broker) -> None:
+    with pytest.raises((ConnectionError, ssl.SSLError)):
+        MqttProbe(broker).connect(timeout_s=2)
+
+
+def test_client_certificate_from_foreign_ca_is_refused(broker: Broker, tmp_path: Path) -> None:
+    other = Broker(tmp_path / "other")  # never started: only its CA is used
+    cert, key = other.issue_client("anc-sn-1")
+    with pytest.raises((ConnectionError, ssl.SSLError)):
+        MqttProbe(broker, cert, key).connect(timeout_s=2)
+
+
+def test_restart_keeps_the_port_and_accepts_clients_again(broker: Broker) -> None:
+    port = broker.port
+    cert, key = broker.issue_client("anc-sn-1")
+    broker.stop()
+    assert not broker.running
+    with pytest.raises(ConnectionError):
+        MqttProbe(broker, cert, key).connect(timeout_s=1)
+    broker.start()
+    assert broker.port == port
+    with MqttProbe(broker, cert, key) as device:
+        assert device.subscribe("anc/anc-sn-1/commands") == [1]
+
+
+def test_plain_listener_admits_the_service_user_by_password_only(tmp_path: Path) -> None:
+    with Broker(tmp_path / "b", plain_listener=True) as b:
+        with MqttProbe(b, plain=True) as service:
+            assert service.subscribe("$aws/things/+/shadow/#") == [1]
+        with pytest.raises(ConnectionError):
+            MqttProbe(b, plain=True, password="wrong").connect(timeout_s=2)
+
+
+def test_added_acl_block_grants_a_claim_identity_its_topics(broker: Broker) -> None:
+    broker.add_acl(["user claim-factory", "topic readwrite $aws/certificates/create-from-csr/#"])
+    with MqttProbe(broker, *broker.issue_client("claim-factory")) as claim:
+        assert claim.subscribe("$aws/certificates/create-from-csr/json/accepted") == [1]
+        claim.publish("$aws/certificates/create-from-csr/json/accepted", b"echo")
+        assert claim.next_message() == ("$aws/certificates/create-from-csr/json/accepted", b"echo")
