@@ -84,7 +84,13 @@ void nlms_run(int taps, int block, int nblocks, double *w, double *hist, double 
 static inline void rls_update(int taps, double *restrict w, double *restrict p, double *restrict pi,
                               const double *restrict u, double err, double sign, double lam,
                               double keep) {
-    for (int r = 0; r < taps; r++) pi[r] = dot(p + (long)r * taps, u, taps);
+    /* pi = P u, accumulated row by row (P is symmetric): axpy loops, no horizontal reductions */
+    for (int c = 0; c < taps; c++) pi[c] = 0.0;
+    for (int r = 0; r < taps; r++) {
+        const double *restrict row = p + (long)r * taps;
+        const double ur = u[r];
+        for (int c = 0; c < taps; c++) pi[c] += ur * row[c];
+    }
     const double inv_denom = 1.0 / (lam + dot(u, pi, taps));
     const double inv_lam = 1.0 / lam;
     const double g = sign * err * inv_denom;
