@@ -86,10 +86,19 @@ def parse_request_topic(topic: str) -> tuple[Operation, str, str | None] | None:
 
 
 class ShadowService:
-    """The MQTT front end of one `ShadowStore`: start(), wait_ready(), stop()."""
+    """The MQTT front end of one `ShadowStore`: start(), wait_ready(), stop().
+
+    With `persistent_session` (the default) the broker keeps the subscriptions and queues requests
+    while the service is away; give each running instance its own `client_id`.
+    """
 
     def __init__(
-        self, store: ShadowStore, endpoint: BrokerEndpoint, client_id: str = DEFAULT_CLIENT_ID
+        self,
+        store: ShadowStore,
+        endpoint: BrokerEndpoint,
+        client_id: str = DEFAULT_CLIENT_ID,
+        *,
+        persistent_session: bool = True,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
@@ -98,7 +107,7 @@ class ShadowService:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
+            clean_session=not persistent_session,
             protocol=mqtt.MQTTv311,
         )
         if endpoint.uses_tls:
