@@ -28,7 +28,7 @@ from agent.sim.paths import AcousticPath, built_in_path
 SENSOR_NOISE_DBFS = -90.0  # microphone self-noise (RMS)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
 def plant_step(
     outdata: np.ndarray,
     indata: np.ndarray,
