@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cloud.local.shadow_store import ShadowStore
-from tests.support.broker import Broker, MqttProbe, broker_session  # noqa: F401  (fixture)
+from tests.support.broker import Broker, MqttProbe
 from tests.support.shadow_service import RunningShadowService, running_shadow_service
 
 T0 = 1_700_000_000  # the fake clock's first second; request i of a row happens at T0 + i
@@ -471,7 +471,7 @@ class ShadowDevice:
 
 @pytest.fixture(scope="module")
 def service(
-    broker_session: Broker,  # noqa: F811  (the fixture imported above)
+    broker_session: Broker,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningShadowService]:
     db_path: Path = tmp_path_factory.mktemp("shadow-rules") / "shadows.sqlite3"

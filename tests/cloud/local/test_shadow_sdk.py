@@ -14,8 +14,8 @@ from typing import Any
 from awscrt import mqtt
 from awsiot import iotshadow, mqtt_connection_builder
 
-from tests.support.broker import MqttProbe, broker_session  # noqa: F401  (fixture)
-from tests.support.shadow_service import RunningShadowService, shadow_service  # noqa: F401  (fixture)
+from tests.support.broker import MqttProbe
+from tests.support.shadow_service import RunningShadowService
 
 THING = "anc-sn-sdk-0001"
 SHADOW = "config"
@@ -43,7 +43,7 @@ class Inbox:
 
 
 def test_sdk_shadow_client_gets_delta_reports_and_sees_delta_clear(
-    shadow_service: RunningShadowService,  # noqa: F811  (the fixture imported above)
+    shadow_service: RunningShadowService,
 ) -> None:
     broker = shadow_service.broker
     cert, key = broker.issue_client(THING)
