@@ -152,6 +152,11 @@ def _public_bytes(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def same_public_key(a: PublicKey, b: PublicKey) -> bool:
+    """True when both are the same public key (compared as DER SubjectPublicKeyInfo)."""
+    return _public_bytes(a) == _public_bytes(b)
+
+
 def verify_csr(csr: x509.CertificateSigningRequest, expected_public_key: PublicKey | None = None) -> None:
     """Raise PkiError unless the CSR's self-signature is valid, its key is EC P-256/P-384 or RSA >= 2048,
     and (when given) its public key equals `expected_public_key`."""
@@ -359,7 +364,8 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
 # ------------------------------------------------------------------------------------------------ files
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so renames inside it survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -400,7 +406,7 @@ def write_file_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return target
 
 
