@@ -114,7 +114,7 @@ def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> di
         if ours is not None:
             figures["ratio"] = ours["samples_per_s"] / figures["samples_per_s"]
             diff = cross_check(case, params, signals, peer, plan.check_samples)
-            figures["max_rel_diff"] = diff
+            figures["max_rel_diff"] = diff if math.isfinite(diff) else None
             figures["agrees"] = diff <= AGREEMENT_RTOL
         peers[peer] = figures
     row["peers"] = peers
