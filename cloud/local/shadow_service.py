@@ -174,7 +174,11 @@ class ShadowService:
         if parsed is None:
             return
         operation, thing, shadow = parsed
-        replies = self._store.handle(operation, thing, shadow, message.payload)
+        try:
+            replies = self._store.handle(operation, thing, shadow, message.payload)
+        except Exception:  # keep the network thread alive whatever one request does
+            log.exception("shadow service: %s on %s failed", operation, message.topic)
+            return
         prefix = message.topic.rsplit("/", 1)[0]
         for reply in replies:
             payload = json.dumps(reply.document, separators=(",", ":"))

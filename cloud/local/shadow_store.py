@@ -19,12 +19,13 @@ The rules follow the AWS IoT Core Developer Guide:
 - "Device Shadow MQTT topics" (device-shadow-mqtt): /update/delta carries the whole delta (every
   differing desired attribute, not only those in the request); /update/documents carries
   `previous` and `current` after every accepted update.
-- "Device Shadow error messages" (device-shadow-error-messages): the 400/404/409/413/415/429
+- "Device Shadow error messages" (device-shadow-error-messages): the 400/404/409/413/415/429/500
   messages used below, word for word.
 - "Diagnosing problems with shadows" and the AWS IoT Core quotas: only the `desired` and
   `reported` sections count toward the 8 KB document size (metadata does not); the JSON of those
   sections is measured compactly, without insignificant whitespace, in UTF-8 bytes; at most 6
-  levels of nesting in desired/reported (the level of the section's own object counts as 1);
+  levels of nesting in desired/reported (the level of the section's own object counts as 1; the
+  error message says 6, the current quotas page says 8: `max_depth` sets it);
   shadow requests per thing are limited (20 per second here: a token bucket per thing).
 
 Choices where the documentation is silent, made as AWS behaves in practice:
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -46,6 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 Operation = Literal["get", "update", "delete"]
 OPERATIONS: tuple[Operation, ...] = ("get", "update", "delete")
@@ -378,7 +382,7 @@ class ShadowStore:
     """Shadows of every thing in one SQLite file (WAL); safe to call from several threads.
 
     `clock` gives the epoch seconds written in timestamps; `monotonic` drives the rate limit
-    (both injectable so tests control time).
+    (both injectable so tests control time). A database error answers 500 and changes nothing.
     """
 
     def __init__(
@@ -391,13 +395,16 @@ class ShadowStore:
         max_depth: int = MAX_DEPTH,
         requests_per_s: float = REQUESTS_PER_S_PER_THING,
         burst: float | None = None,
+        busy_timeout_s: float = 5.0,
     ) -> None:
         self._clock = clock
         self._max_state_bytes = max_state_bytes
         self._max_depth = max_depth
         self._bucket = TokenBucket(requests_per_s, burst if burst is not None else requests_per_s, monotonic)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(db_path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+        )
         if str(db_path) != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -428,6 +435,10 @@ class ShadowStore:
                 if operation == "delete":
                     return [Reply("delete/accepted", self._delete(key, parse_optional_body(payload)))]
                 return self._update(key, parse_update(payload, self._max_depth))
+            except sqlite3.Error:
+                log.exception("shadow store: %s of %s~%s failed", operation, thing_name, shadow_name)
+                err = ShadowError(500, "Internal service failure", peek_client_token(payload))
+                return [Reply(f"{operation}/rejected", err.document(self._now_s()))]
             except ShadowError as err:
                 if err.client_token is None:
                     err.client_token = peek_client_token(payload)

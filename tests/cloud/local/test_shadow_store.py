@@ -119,3 +119,19 @@ def test_broker_urls_parse_and_bad_ones_name_the_flag_and_the_allowed_forms() ->
         BrokerEndpoint.from_url("http://x:1")
     with pytest.raises(ValueError, match="--tls-ca is required"):
         BrokerEndpoint.from_url("mqtts://localhost:8883")
+
+
+def test_database_failure_is_a_500_and_the_shadow_is_unchanged(tmp_path: Path) -> None:
+    db = tmp_path / "shadows.sqlite3"
+    store = ShadowStore(db, busy_timeout_s=0.05)
+    _update(store, "t1", {"desired": {"mode": "anc"}})
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    replies = store.handle(
+        "update", "t1", "config", b'{"state": {"desired": {"mode": "off"}}, "clientToken": "x"}'
+    )
+    locker.execute("ROLLBACK")
+    assert [r.suffix for r in replies] == ["update/rejected"]
+    assert replies[0].document["code"] == 500 and replies[0].document["clientToken"] == "x"
+    doc = store.handle("get", "t1", "config", b"")[0].document
+    assert (doc["version"], doc["state"]["desired"]) == (1, {"mode": "anc"})
