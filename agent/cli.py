@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # name -> one-line help; the module agent.commands.<name> implements it.
 COMMANDS: dict[str, str] = {
+    "run": "run the device daemon (audio engine, control thread, cloud sync); what systemd starts",
     "simulate": "run the controller on a simulated acoustic plant and report the figures",
     "bench": "measure every kernel against peers (C reference, padasip, pyroomacoustics)",
 }
