@@ -87,7 +87,9 @@ class Engine:
         self.profile = profile
         audio = profile.audio
         self._block_size = audio.block_size
-        self._ref_channel = profile.channels.reference_mics[0]
+        ch = profile.channels
+        self._ref_channel = ch.reference_mics[0]
+        self._channels = np.array([ch.error_mics, ch.reference_mics, ch.speakers], dtype=np.int64)
         self.rings = MeasurementRings(
             block_capacity=max(64, audio.blocks(block_ring_s)),
             sample_capacity=max(4 * audio.block_size, audio.samples(sample_ring_s)),
@@ -109,7 +111,7 @@ class Engine:
         outdata = np.zeros((self._block_size, self.profile.channels.output_channels), dtype=np.float32)
         silence_block(outdata, scratch.counters, -1)
         record_block(
-            indata, self._ref_channel, 0, 0, 0, 0, np.zeros(1), _NO_METRICS,
+            indata, outdata, self._channels, self._ref_channel, 0, 0, 0, 0, np.zeros(1), _NO_METRICS,
             scratch.proc_ns, scratch.power, scratch.xrun, scratch.stage, scratch.samples, scratch.counters,
         )  # fmt: skip
 
@@ -157,7 +159,8 @@ class Engine:
                 silence_block(outdata, self._counters, C_UNEXPECTED)
         t1 = self._perf_ns()
         record_block(
-            indata, self._ref_channel, t0, t1, bits, stage.code, stage.metrics, stage.metric_index,
+            indata, outdata, self._channels, self._ref_channel, t0, t1, bits, stage.code, stage.metrics,
+            stage.metric_index,
             self._ring_proc_ns, self._ring_power, self._ring_xrun, self._ring_stage, self._samples,
             self._counters,
         )  # fmt: skip

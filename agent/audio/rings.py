@@ -43,6 +43,8 @@ P_OUTPUT = 2
 @njit(cache=True)
 def record_block(
     indata: np.ndarray,
+    outdata: np.ndarray,
+    channels: np.ndarray,
     ref_channel: int,
     t0_ns: int,
     t1_ns: int,
@@ -59,10 +61,13 @@ def record_block(
 ) -> None:
     """Write one block's measurements.
 
-    indata: (frames, n_in) float32, the mic block; ref_channel: the column copied to `samples`.
+    indata: (frames, n_in) float32, the mic block; outdata: (frames, n_out) float32, the speaker block.
+    channels: (3, C) int64, rows: error mic, reference mic and speaker column of each controller (used to
+    measure a power the stage's metrics do not hold). ref_channel: the column copied to `samples`.
     t0_ns, t1_ns: perf_counter_ns at callback entry and after the processing stage returned.
     metrics: the stage's float64 metrics vector; metric_index: int64 (3,) positions of the error,
-    reference and output power in it (-1 = not available, recorded as NaN).
+    reference and output power in it (-1 = not in this stage's metrics: measured here from the block as
+    the mean square per controller channel, summed over controllers, like the Controller does).
     ring_proc_ns: (cap,) int64 processing time in ns; ring_power: (cap, 3) float64; ring_xrun,
     ring_stage: (cap,) uint8; samples: (scap,) float32; both capacities are powers of two.
     """
@@ -70,14 +75,27 @@ def record_block(
     w = counters[W_BLOCKS]
     i = w & (cap - 1)
     ring_proc_ns[i] = t1_ns - t0_ns
+    frames = indata.shape[0]
     for k in range(3):
         m = metric_index[k]
-        ring_power[i, k] = metrics[m] if 0 <= m < metrics.shape[0] else np.nan
+        if 0 <= m < metrics.shape[0]:
+            ring_power[i, k] = metrics[m]
+            continue
+        block = outdata if k == P_OUTPUT else indata
+        acc = 0.0
+        for c in range(channels.shape[1]):
+            col = channels[k, c]
+            if 0 <= col < block.shape[1] and block.shape[0] == frames and frames > 0:
+                sq = 0.0
+                for n in range(frames):
+                    v = np.float64(block[n, col])
+                    sq += v * v
+                acc += sq / frames
+        ring_power[i, k] = acc
     ring_xrun[i] = xrun_bits
     ring_stage[i] = stage_code
 
     scap = samples.shape[0]
-    frames = indata.shape[0]
     if 0 <= ref_channel < indata.shape[1] and frames <= scap:
         ws = counters[W_SAMPLES]
         bad = False

@@ -43,11 +43,12 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    """coefficients: controller state by key; secondary: per controller (delay_samples, fir (taps,)
-    float64); meta: JSON-serialisable facts (profile, settings, written_at, ...)."""
+    """coefficients: controller state by key; secondary: the identified secondary paths as arrays
+    (`agent.dsp.secondary_path.secondary_paths_to_dict`); meta: JSON-serialisable facts (profile,
+    settings, written_at, ...)."""
 
     coefficients: dict[str, np.ndarray]
-    secondary: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    secondary: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,9 +59,8 @@ def encode(ckpt: Checkpoint) -> bytes:
         if key.startswith("__"):
             raise ValueError(f"coefficient key {key!r}: keys starting with '__' are reserved")
         arrays[key] = np.asarray(value)
-    for c, (delay, fir) in enumerate(ckpt.secondary):
-        arrays[f"{_SECONDARY_PREFIX}{c}/delay"] = np.asarray([delay], dtype=np.int64)
-        arrays[f"{_SECONDARY_PREFIX}{c}/fir"] = np.asarray(fir, dtype=np.float64)
+    for key, value in ckpt.secondary.items():
+        arrays[_SECONDARY_PREFIX + key] = np.asarray(value)
     arrays[_META_KEY] = np.frombuffer(json.dumps(ckpt.meta, sort_keys=True).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -85,21 +85,14 @@ def decode(data: bytes, source: str = "checkpoint") -> Checkpoint:
         meta = json.loads(arrays.pop(_META_KEY).tobytes().decode()) if _META_KEY in arrays else {}
     except (ValueError, OSError, KeyError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{source}: unreadable archive ({exc})") from exc
-    secondary: dict[int, dict[str, np.ndarray]] = {}
+    secondary: dict[str, np.ndarray] = {}
     coefficients: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         if key.startswith(_SECONDARY_PREFIX):
-            c, part = key[len(_SECONDARY_PREFIX) :].split("/", 1)
-            secondary.setdefault(int(c), {})[part] = value
+            secondary[key[len(_SECONDARY_PREFIX) :]] = value
         else:
             coefficients[key] = value
-    paths = []
-    for c in range(len(secondary)):
-        entry = secondary.get(c, {})
-        if "delay" not in entry or "fir" not in entry:
-            raise CheckpointError(f"{source}: secondary path {c} is incomplete")
-        paths.append((int(entry["delay"][0]), entry["fir"].astype(np.float64)))
-    return Checkpoint(coefficients=coefficients, secondary=paths, meta=meta)
+    return Checkpoint(coefficients=coefficients, secondary=secondary, meta=meta)
 
 
 def _fsync_dir(directory: Path) -> None:
