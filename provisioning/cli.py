@@ -276,7 +276,9 @@ def cmd_aws_register(args: argparse.Namespace) -> int:
         policy_name=args.policy_name,
         with_ca=not args.without_ca,
     )
-    result = aws.register_thing(home, thing_name, options, passphrase=lambda: read_passphrase(args))
+    result = aws.register_thing(
+        home, thing_name, options, passphrase=lambda: read_passphrase(args), region=args.region
+    )
     changed = ", ".join(result.changes) if result.changes else "nothing (already registered)"
     _emit(args, result.to_dict(), f"{thing_name} registered in AWS IoT ({result.region}); changed: {changed}")
     return EXIT_OK
@@ -468,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-name", default="anc-edge-device", help="per-thing policy (uses thing-name variables)"
     )
     p.add_argument("--without-ca", action="store_true", help="register the certificate without our CA")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
 
     p = leaf(
         sub, "revoke", "revoke a device: CRL, and deactivate + detach in AWS IoT", cmd_revoke, [passphrase]
