@@ -93,8 +93,8 @@ def library() -> ctypes.CDLL:
     lib.rls_run.argtypes = [i, i, i, p, p, p, p, p, p, p, p, f, f]
     lib.fxnlms_block.argtypes = [i, i, i, i, p, p, p, p, p, p, p, p, p, p, f, f, f]
     lib.fxnlms_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, f, f, f]
-    lib.fxrls_block.argtypes = [i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, f, f]
-    lib.fxrls_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, f, f]
+    lib.fxrls_block.argtypes = [i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, p, f, f]
+    lib.fxrls_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, p, f, f]
     for fn in (lib.nlms_block, lib.nlms_run, lib.rls_block, lib.rls_run):
         fn.restype = None
     for fn in (lib.fxnlms_block, lib.fxnlms_run, lib.fxrls_block, lib.fxrls_run):
@@ -219,7 +219,7 @@ class CFxNlms(_CFilteredX):
 
 
 class CFxRls(_CFilteredX):
-    """Leaky FxRLS: y = w . x_vec, w = (1 - leakage) w - k e with the RLS gain k on x'_vec."""
+    """Leaky FxRLS, modified filtered-x: w = (1 - leakage) w - k e_v, e_v = e - S^ * y + w . x'_vec."""
 
     def __init__(
         self,
@@ -235,12 +235,14 @@ class CFxRls(_CFilteredX):
         self.lam, self.leakage = lam, leakage
         self.p = np.eye(taps) / delta
         self._pi = np.zeros(taps)
+        self._yhist = np.zeros(self.delay_samples + self.fir.size + block)
 
     def _args(self) -> tuple[object, ...]:
         """The C arguments after (taps, block[, nblocks]) and before the signals."""
         return (
             self.delay_samples, self.fir.size, _ptr(self.fir), _ptr(self.w), _ptr(self.p),
-            _ptr(self._xhist), _ptr(self._shist), _ptr(self._fhist), _ptr(self._xf), _ptr(self._pi),
+            _ptr(self._xhist), _ptr(self._shist), _ptr(self._fhist), _ptr(self._yhist), _ptr(self._xf),
+            _ptr(self._pi),
         )  # fmt: skip
 
     def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:

@@ -21,7 +21,9 @@
  *   - filtered-x (FxNLMS, FxRLS): the secondary-path estimate is a bulk delay of D samples and
  *     an FIR s of S taps; x'[n] = sum_j s[j] x[n-D-j]; the anti-noise y[n] = w . [x[n] ..];
  *     e is the measured error (noise + secondary path * y), so the update descends:
- *     w <- (1 - leakage) w - gain * e[n] * regressor'.
+ *     FxNLMS: w <- (1 - leakage) w - mu e[n] x'_vec / (eps + ||x'_vec||^2);
+ *     FxRLS (modified filtered-x structure, no loop delay in its error): the virtual error
+ *     e_v[n] = e[n] - (S^ * y)[n] + w . x'_vec is minimised, w <- (1 - leakage) w - k e_v[n].
  */
 #include <string.h>
 
@@ -163,26 +165,33 @@ void fxnlms_run(int taps, int block, int nblocks, int delay, int s_taps, const d
     }
 }
 
-/* ---- FxRLS: as FxNLMS, with the RLS gain on the filtered regressor (p taps*taps, pi scratch). ---- */
+/* ---- FxRLS: as FxNLMS, with the RLS gain on the filtered regressor (p taps*taps, pi scratch) and the
+ * virtual error e_v = e - (S^ * y) + w . x'_vec; yhist has delay + s_taps + block past outputs. ---- */
 void fxrls_block(int taps, int block, int delay, int s_taps, const double *s, double *w, double *p,
-                 double *xhist, double *shist, double *fhist, double *xf, double *pi, const double *x,
-                 const double *e, double *y, double lam, double leakage) {
+                 double *xhist, double *shist, double *fhist, double *yhist, double *xf, double *pi,
+                 const double *x, const double *e, double *y, double lam, double leakage) {
     filter_reference(delay, s_taps, block, s, shist, x, xf);
     push_block(xhist, taps + block, x, block);
     push_block(fhist, taps + block, xf, block);
+    memmove(yhist + block, yhist, (size_t)(delay + s_taps) * sizeof(double));
     const double keep = 1.0 - leakage;
     for (int i = 0; i < block; i++) {
-        y[i] = dot(w, xhist + (block - 1 - i), taps);
-        rls_update(taps, w, p, pi, fhist + (block - 1 - i), e[i], -1.0, lam, keep);
+        const double *uf = fhist + (block - 1 - i);
+        const double yn = dot(w, xhist + (block - 1 - i), taps);
+        y[i] = yn;
+        yhist[block - 1 - i] = yn;
+        const double dh = e[i] - dot(s, yhist + (block - 1 - i) + delay, s_taps);
+        const double ev = dh + dot(w, uf, taps);
+        rls_update(taps, w, p, pi, uf, ev, -1.0, lam, keep);
     }
 }
 
 void fxrls_run(int taps, int block, int nblocks, int delay, int s_taps, const double *s, double *w, double *p,
-               double *xhist, double *shist, double *fhist, double *xf, double *pi, const double *x,
-               const double *e, double *y, double lam, double leakage) {
+               double *xhist, double *shist, double *fhist, double *yhist, double *xf, double *pi,
+               const double *x, const double *e, double *y, double lam, double leakage) {
     for (int b = 0; b < nblocks; b++) {
         const long o = (long)b * block;
-        fxrls_block(taps, block, delay, s_taps, s, w, p, xhist, shist, fhist, xf, pi, x + o, e + o, y + o, lam,
-                    leakage);
+        fxrls_block(taps, block, delay, s_taps, s, w, p, xhist, shist, fhist, yhist, xf, pi, x + o, e + o,
+                    y + o, lam, leakage);
     }
 }

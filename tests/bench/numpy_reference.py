@@ -90,8 +90,12 @@ def fxrls(
     delta: float = 1e-2,
     leakage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Open-loop FxRLS with a given error signal; returns the anti-noise y (n,) and w (taps,)."""
+    """Open-loop FxRLS (modified filtered-x) with a given error; returns the anti-noise y (n,) and w (taps,).
+
+    Adapts on the virtual error e_v[n] = e[n] - (S^ * y)[n] + w . x'_vec[n].
+    """
     xf = filtered_reference(x, delay_samples, fir)
+    s_full = np.concatenate([np.zeros(delay_samples), fir])
     xp = np.concatenate([np.zeros(taps), x])
     fp = np.concatenate([np.zeros(taps), xf])
     w = np.zeros(taps)
@@ -101,7 +105,9 @@ def fxrls(
         u = _regressor(xp, n, taps, taps)
         uf = _regressor(fp, n, taps, taps)
         y[n] = w @ u
+        lags = np.arange(min(n + 1, s_full.size))
+        ev = e[n] - s_full[lags] @ y[n - lags] + w @ uf
         k = p @ uf / (lam + uf @ p @ uf)
-        w = (1.0 - leakage) * w - k * e[n]
+        w = (1.0 - leakage) * w - k * ev
         p = (p - np.outer(k, uf @ p)) / lam
     return y, w
