@@ -21,10 +21,10 @@ Method (what is timed, what is not)
 - `x real time` is samples/s divided by 48 000; `ratio` is ours / the peer's samples/s (above 1:
   ours is faster). The targets (FxNLMS 256/128 >= 150x real time and within 1.3x of C's time,
   hybrid >= 30x, RLS 32 >= 40x) are printed PASS/FAIL; the command exits 0 either way.
-- Learning curves (`learning`, `closedloop`): the full controller, after its own secondary-path
-  identification, on the simulated plants, against a silent twin plant fed the same noise; the
-  figure is written as a PNG. `--soak` adds ten minutes of simulated time per algorithm and noise
-  (`soak`).
+- Learning curves (`learning`): the full controller through `agent.sim.run.simulate` (its own
+  secondary-path identification, then control) on the simulated plants, compared with the same noise
+  uncontrolled; written as a PNG. `--soak` adds ten minutes of simulated time per algorithm and
+  noise (`soak`, on the constant-memory loop in `closedloop`).
 
 Modules: `cases` (what is measured), `signals` (inputs), `implementations` (ours and the peers behind
 one interface), `creference` + `reference.c` (the C peer), `harness` (timing, machine description),

@@ -98,7 +98,7 @@ def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
             else:
                 from agent.dsp.hybrid import Hybrid
 
-                kernel = Hybrid(case.taps, case.rls_taps, sec, p.fx_mu, p.lam)
+                kernel = Hybrid(case.taps, case.rls_taps, sec, p.fx_mu, p.lam, leakage=p.leakage)
     except ImportError as exc:
         raise Unavailable(f"agent.dsp kernel not importable: {exc}") from exc
     process = kernel.process
