@@ -138,6 +138,10 @@ def make_csr(key: PrivateKey, common_name: str) -> x509.CertificateSigningReques
     return x509.CertificateSigningRequestBuilder().subject_name(_name(common_name)).sign(key, hashes.SHA256())
 
 
+def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM (or DER) CSR; PkiError when it is neither."""
     try:

@@ -1,0 +1,119 @@
+"""Fleet provisioning by claim, end to end: the AWS IoT Device SDK's identity client, over mutual TLS to a
+real Mosquitto, answered by the local responder; the resulting bundle reaches its own topics only."""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud.local.provisioning_responder import ProvisioningResponder, ProvisioningTemplate
+from cloud.local.registry import Registry
+from provisioning import bundle, cli
+from tests.support.broker import Broker, MqttProbe
+
+CLAIM_USER = "claim-factory"
+TEMPLATE = "anc-edge-fleet"
+CLAIM_ACL = [
+    f"user {CLAIM_USER}",
+    "topic readwrite $aws/certificates/create-from-csr/#",
+    "topic readwrite $aws/certificates/create/#",
+    "topic readwrite $aws/provisioning-templates/#",
+]
+
+
+@pytest.fixture
+def responder(broker: Broker, tmp_path: Path) -> Iterator[ProvisioningResponder]:
+    broker.add_acl(CLAIM_ACL)
+    registry = Registry(tmp_path / "registry.sqlite")
+    template = ProvisioningTemplate(TEMPLATE, device_configuration={"fleet": "test"})
+    service = ProvisioningResponder(broker.ca, registry, [template])
+    cert, key = broker.service_cert()
+    service.connect(broker.host, broker.port, ca_file=broker.ca_path, cert_file=cert, key_file=key)
+    yield service
+    service.stop()
+    registry.close()
+
+
+def _claim(
+    broker: Broker, out: Path, serial: str, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, dict]:
+    claim_cert, claim_key = broker.issue_client(CLAIM_USER)
+    code = cli.main(
+        [
+            "claim",
+            "--endpoint", f"{broker.host}:{broker.port}",
+            "--claim-cert", str(claim_cert),
+            "--claim-key", str(claim_key),
+            "--root-ca", str(broker.ca_path),
+            "--template", TEMPLATE,
+            "--serial", serial,
+            "--profile", "headphone-ff-48k",
+            "--out", str(out),
+            "--timeout-s", "10",
+            "--json",
+            *extra,
+        ]
+    )  # fmt: skip
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_claim_provisions_a_device_whose_bundle_reaches_only_its_own_topics(
+    broker: Broker, responder: ProvisioningResponder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "etc-anc-agent"
+    code, result = _claim(broker, out, "SN-000777", capsys)
+    assert code == 0, result
+    assert result["thing_name"] == "anc-sn-000777"
+    assert result["device_configuration"] == {"fleet": "test"}
+    assert "PRIVATE KEY" not in json.dumps(result)
+    assert (out / "device.key").stat().st_mode & 0o777 == 0o600
+    cloud = bundle.verify_bundle(out, broker.ca_path.read_bytes())
+    assert cloud["thing_name"] == "anc-sn-000777"
+    thing = responder.registry.thing("anc-sn-000777")
+    assert thing is not None and thing.attributes == {"SerialNumber": "SN-000777"}
+    assert responder.registry.certificate(result["certificate_id"]).status == "ACTIVE"  # type: ignore[union-attr]
+
+    with (
+        MqttProbe(broker, *broker.service_cert()) as service,
+        MqttProbe(broker, out / "device.crt", out / "device.key", client_id="anc-sn-000777") as device,
+    ):
+        assert service.subscribe("anc/+/telemetry") == [1]
+        device.subscribe("anc/anc-sn-000777/commands")
+        device.subscribe("anc/anc-sn-000001/commands")  # another thing's topic: granted, never delivered
+        device.publish("anc/anc-sn-000001/telemetry", b"forged")  # dropped by the ACL
+        device.publish("anc/anc-sn-000777/telemetry", b"mine")
+        assert service.next_message() == ("anc/anc-sn-000777/telemetry", b"mine")
+        service.publish("anc/anc-sn-000001/commands", b"not for you")
+        service.publish("anc/anc-sn-000777/commands", b"for you")
+        assert device.next_message() == ("anc/anc-sn-000777/commands", b"for you")
+        with pytest.raises(queue.Empty):
+            service.next_message(timeout_s=0.3)
+        with pytest.raises(queue.Empty):
+            device.next_message(timeout_s=0.3)
+
+
+def test_claim_refuses_to_overwrite_an_existing_bundle_and_writes_nothing(
+    broker: Broker, responder: ProvisioningResponder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "etc-anc-agent"
+    out.mkdir()
+    (out / "device.crt").write_text("old")
+    code, result = _claim(broker, out, "SN-000778", capsys)
+    assert code == 3
+    assert result["error"]["kind"] == "already_exists"
+    assert sorted(p.name for p in out.iterdir()) == ["device.crt"]
+    assert (out / "device.crt").read_text() == "old"
+
+
+def test_claim_for_a_registered_thing_is_rejected_with_the_error_code(
+    broker: Broker, responder: ProvisioningResponder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _claim(broker, tmp_path / "first", "SN-000779", capsys)[0] == 0
+    code, result = _claim(broker, tmp_path / "second", "SN-000779", capsys)
+    assert code == 1
+    assert "CreateCertificateFromCsr rejected: 409 ResourceAlreadyExists" in result["error"]["message"]
+    assert not (tmp_path / "second").exists()
