@@ -150,6 +150,7 @@ def write_bundle(
             _write_files(tmp, ordered)
             tmp.chmod(0o755)  # the directory; the key file inside stays 0600
             os.rename(tmp, target)  # replaces a missing or empty directory in one step
+            pki.fsync_dir(target.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -163,7 +164,7 @@ def write_bundle(
                 (target / KEY_FILE).unlink(missing_ok=True)  # a stale key must not sit beside a new cert
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    pki.fsync_dir(target.parent)
+        pki.fsync_dir(target)
     return BundlePaths(
         directory=target,
         config=target / CONFIG_FILE,
