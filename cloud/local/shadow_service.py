@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,9 @@ class ShadowService:
             log.warning("shadow service: broker refused the connection: %s", reason)
             return
         log.info("shadow service: connected to %s:%d", self._endpoint.host, self._endpoint.port)
+        sock = client.socket()
+        if sock is not None:  # replies are small: send each at once instead of waiting for more (Nagle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _result, mid = client.subscribe([(topic, 1) for topic in REQUEST_FILTERS])
         self._pending_subscribe = mid
 
