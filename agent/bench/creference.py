@@ -27,6 +27,7 @@ import numpy as np
 
 SOURCE_PATH = Path(__file__).with_name("reference.c")
 CFLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+LDLIBS = ("-lm",)
 
 _dptr = ctypes.POINTER(ctypes.c_double)
 _int = ctypes.c_int
@@ -67,13 +68,14 @@ def build(force: bool = False) -> Path:
     """Compile `reference.c` (unless an identical build is cached) and return the library path."""
     cc = compiler()
     source = SOURCE_PATH.read_bytes()
-    key = hashlib.sha256(source + " ".join((cc, compiler_version(cc), *CFLAGS)).encode()).hexdigest()[:16]
+    recipe = " ".join((cc, compiler_version(cc), *CFLAGS, *LDLIBS)).encode()
+    key = hashlib.sha256(source + recipe).hexdigest()[:16]
     target = cache_dir() / f"anc_reference_{key}.so"
     if target.exists() and not force:
         return target
     fd, tmp_name = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [cc, *CFLAGS, "-o", tmp_name, str(SOURCE_PATH)]
+    cmd = [cc, *CFLAGS, "-o", tmp_name, str(SOURCE_PATH), *LDLIBS]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         Path(tmp_name).unlink(missing_ok=True)
@@ -97,8 +99,12 @@ def library() -> ctypes.CDLL:
     lib.fxrls_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, p, f, f]
     for fn in (lib.nlms_block, lib.nlms_run, lib.rls_block, lib.rls_run):
         fn.restype = None
+    hybrid_tail = [p, p, p, f, f, f, f, f, f, f, f]  # x, e, y, mu, lam, leakage, eps, mu_mix, beta, ...
+    lib.hybrid_block.argtypes = [i, i, i, i, i, *([p] * 12), *hybrid_tail]
+    lib.hybrid_run.argtypes = [i, i, i, i, i, i, *([p] * 12), *hybrid_tail]
     for fn in (lib.fxnlms_block, lib.fxnlms_run, lib.fxrls_block, lib.fxrls_run):
         fn.restype = None
+    lib.hybrid_block.restype = lib.hybrid_run.restype = None
     return lib
 
 
@@ -254,3 +260,56 @@ class CFxRls(_CFilteredX):
         """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
         args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), self.lam, self.leakage)
         library().fxrls_run(self.taps, self.block, _whole_blocks(x.size, self.block), *args)
+
+
+class CHybrid(_CFilteredX):
+    """Hybrid FxNLMS (taps) + FxRLS (rls_taps) in an adaptive convex mix, as `agent.dsp.hybrid.Hybrid`.
+
+    `w` is the FxNLMS part, `w_rls` the FxRLS part, `mix` the [a, lam, power] mixing state.
+    """
+
+    def __init__(
+        self,
+        taps: int,
+        rls_taps: int,
+        delay_samples: int,
+        fir: np.ndarray,
+        mu: float,
+        lam: float,
+        leakage: float = 0.0,
+        eps: float = 1e-8,
+        delta: float = 1e-2,
+        mu_mix: float = 1.0,
+        beta: float = 0.9,
+        mix_eps: float = 1e-12,
+        a_limit: float = 4.0,
+        block: int = 64,
+    ) -> None:
+        super().__init__(max(taps, rls_taps), delay_samples, fir, block)
+        self.taps, self.rls_taps = taps, rls_taps
+        self.w = np.zeros(taps)
+        self.w_rls = np.zeros(rls_taps)
+        self.p = np.eye(rls_taps) / delta
+        self._pi = np.zeros(rls_taps)
+        self.mix = np.array([0.0, 0.5, 0.0])
+        self._energy = np.zeros(1)
+        self._yhist = np.zeros(self.delay_samples + self.fir.size + block)
+        self._params = (mu, lam, leakage, eps, mu_mix, beta, mix_eps, a_limit)
+
+    def _args(self) -> tuple[object, ...]:
+        """The C arguments after (l_taps, n_taps, block[, nblocks]) and before the signals."""
+        return (
+            self.delay_samples, self.fir.size, _ptr(self.fir), _ptr(self.w), _ptr(self.w_rls), _ptr(self.p),
+            _ptr(self._pi), _ptr(self.mix), _ptr(self._energy), _ptr(self._xhist), _ptr(self._shist),
+            _ptr(self._fhist), _ptr(self._yhist), _ptr(self._xf),
+        )  # fmt: skip
+
+    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
+        """One block: reference x and measured error e in, anti-noise y out; (block,) float64."""
+        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), *self._params)
+        library().hybrid_block(self.taps, self.rls_taps, self.block, *args)
+
+    def run(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
+        """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
+        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), *self._params)
+        library().hybrid_run(self.taps, self.rls_taps, self.block, _whole_blocks(x.size, self.block), *args)

@@ -138,13 +138,16 @@ def _c(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
         y, e = np.zeros(n), np.zeros(n)
         return _Runner(n, lambda: f.run(x, d, y, e), e, lambda: f.w)
     if case.kernel == "fxnlms":
-        fx: creference.CFxNlms | creference.CFxRls = creference.CFxNlms(
+        fx: creference.CFxNlms | creference.CFxRls | creference.CHybrid = creference.CFxNlms(
             case.taps, s.secondary_delay_samples, fir, p.fx_mu, p.leakage, p.eps, BLOCK_SIZE
         )
     elif case.kernel == "fxrls":
         fx = creference.CFxRls(case.taps, s.secondary_delay_samples, fir, p.lam, p.delta, 0.0, BLOCK_SIZE)
     else:
-        raise Unavailable("no C version of the hybrid")
+        fx = creference.CHybrid(
+            case.taps, case.rls_taps, s.secondary_delay_samples, fir, p.fx_mu, p.lam, p.leakage, p.eps,
+            p.delta, block=BLOCK_SIZE,
+        )  # fmt: skip
     y = np.zeros(n)
     return _Runner(n, lambda: fx.run(x, ee, y), y, lambda: fx.w)
 

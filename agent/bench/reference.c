@@ -25,6 +25,7 @@
  *     FxRLS (modified filtered-x structure, no loop delay in its error): the virtual error
  *     e_v[n] = e[n] - (S^ * y)[n] + w . x'_vec is minimised, w <- (1 - leakage) w - k e_v[n].
  */
+#include <math.h>
 #include <string.h>
 
 static inline double dot(const double *restrict a, const double *restrict b, int n) {
@@ -193,5 +194,64 @@ void fxrls_run(int taps, int block, int nblocks, int delay, int s_taps, const do
         const long o = (long)b * block;
         fxrls_block(taps, block, delay, s_taps, s, w, p, xhist, shist, fhist, yhist, xf, pi, x + o, e + o,
                     y + o, lam, leakage);
+    }
+}
+
+/* ---- Hybrid: a long FxNLMS w1 (l_taps) and a short FxRLS w2 (n_taps) in an adaptive convex mix
+ * (agent/dsp/hybrid.py). Both adapt on their own virtual error d^ + w_i . x'_vec with
+ * d^ = e - (S^ * y); y = lam (w1 . x_vec) + (1 - lam) (w2 . x_vec), lam = 1 / (1 + exp(-a));
+ * mix = [a, lam, power]: power <- beta power + (1 - beta) (v1 - v2)^2,
+ * a <- clip(a - mu_mix e_c (v1 - v2) lam (1 - lam) / (mix_eps + power), +-a_limit).
+ * xhist and fhist have max(l_taps, n_taps) + block samples, yhist delay + s_taps + block. ---- */
+
+void hybrid_block(int l_taps, int n_taps, int block, int delay, int s_taps, const double *s, double *w1,
+                  double *w2, double *p, double *pi, double *mix, double *energy, double *xhist, double *shist,
+                  double *fhist, double *yhist, double *xf, const double *x, const double *e, double *y,
+                  double mu, double lam, double leakage, double eps, double mu_mix, double beta,
+                  double mix_eps, double a_limit) {
+    const int hist = (l_taps > n_taps ? l_taps : n_taps) + block;
+    filter_reference(delay, s_taps, block, s, shist, x, xf);
+    push_block(xhist, hist, x, block);
+    push_block(fhist, hist, xf, block);
+    memmove(yhist + block, yhist, (size_t)(delay + s_taps) * sizeof(double));
+    const double keep = 1.0 - leakage;
+    double en = energy[0];
+    for (int i = 0; i < block; i++) {
+        const double *u = xhist + (block - 1 - i);
+        const double *uf = fhist + (block - 1 - i);
+        const double newest = uf[0], oldest = uf[l_taps];
+        en += newest * newest - oldest * oldest;
+        if (en < 0.0) en = 0.0;
+        const double ml = mix[1];
+        const double yn = ml * dot(w1, u, l_taps) + (1.0 - ml) * dot(w2, u, n_taps);
+        y[i] = yn;
+        yhist[block - 1 - i] = yn;
+        const double dh = e[i] - dot(s, yhist + (block - 1 - i) + delay, s_taps);
+        const double v1 = dot(w1, uf, l_taps), v2 = dot(w2, uf, n_taps);
+        const double ec = dh + ml * v1 + (1.0 - ml) * v2;
+        const double diff = v1 - v2;
+        const double pw = beta * mix[2] + (1.0 - beta) * diff * diff;
+        double a = mix[0] - mu_mix * ec * diff * ml * (1.0 - ml) / (mix_eps + pw);
+        if (a > a_limit) a = a_limit;
+        else if (a < -a_limit) a = -a_limit;
+        else if (a != a) a = 0.0;
+        mix[0] = a;
+        mix[1] = 1.0 / (1.0 + exp(-a));
+        mix[2] = pw;
+        scale_add(w1, keep, -mu * (dh + v1) / (eps + en), uf, l_taps);
+        rls_update(n_taps, w2, p, pi, uf, dh + v2, -1.0, lam, keep);
+    }
+    energy[0] = en;
+}
+
+void hybrid_run(int l_taps, int n_taps, int block, int nblocks, int delay, int s_taps, const double *s,
+                double *w1, double *w2, double *p, double *pi, double *mix, double *energy, double *xhist,
+                double *shist, double *fhist, double *yhist, double *xf, const double *x, const double *e,
+                double *y, double mu, double lam, double leakage, double eps, double mu_mix, double beta,
+                double mix_eps, double a_limit) {
+    for (int b = 0; b < nblocks; b++) {
+        const long o = (long)b * block;
+        hybrid_block(l_taps, n_taps, block, delay, s_taps, s, w1, w2, p, pi, mix, energy, xhist, shist, fhist,
+                     yhist, xf, x + o, e + o, y + o, mu, lam, leakage, eps, mu_mix, beta, mix_eps, a_limit);
     }
 }

@@ -33,7 +33,7 @@ PEERS: dict[str, tuple[str, ...]] = {
     "rls": ("c", "padasip", "pyroomacoustics"),
     "fxnlms": ("c",),
     "fxrls": ("c",),
-    "hybrid": (),
+    "hybrid": ("c",),
 }
 FAST_IMPLEMENTATIONS = ("ours", "c")
 

@@ -10,6 +10,7 @@ import pytest
 from agent.bench import creference
 from agent.dsp.fxnlms import FxNlms
 from agent.dsp.fxrls import FxRls
+from agent.dsp.hybrid import MIX_A_LIMIT, MIX_BETA, MIX_EPS, Hybrid
 from agent.dsp.nlms import Nlms
 from agent.dsp.rls import Rls
 from agent.dsp.secondary_path import SecondaryPath
@@ -77,3 +78,16 @@ def test_fxrls_anti_noise_and_coefficients_match(sig: dict[str, np.ndarray], del
     _blockwise(c.process, sig["x"], sig["e"], y2)
     assert np.any(y2 != 0.0)
     assert _rel(y1, y2) < 1e-7 and _rel(ours.w, c.w) < 1e-7
+
+
+@pytest.mark.parametrize("delay", [3, 2 * BLOCK + 20])
+def test_hybrid_anti_noise_coefficients_and_mix_match(sig: dict[str, np.ndarray], delay: int) -> None:
+    ours = Hybrid(64, 12, SecondaryPath(delay, sig["fir"]), 0.05, 0.999, leakage=1e-6)
+    c = creference.CHybrid(64, 12, delay, sig["fir"], 0.05, 0.999, 1e-6, ours.eps, ours.delta, ours.mu_mix,
+                           MIX_BETA, MIX_EPS, MIX_A_LIMIT, BLOCK)  # fmt: skip
+    y1, y2 = np.zeros(N), np.zeros(N)
+    _blockwise(ours.process, sig["x"], sig["e"], y1)
+    _blockwise(c.process, sig["x"], sig["e"], y2)
+    assert np.any(y2 != 0.0) and c.mix[1] != 0.5
+    assert _rel(y1, y2) < 1e-7 and _rel(ours.w, c.w) < 1e-7 and _rel(ours.w_rls, c.w_rls) < 1e-7
+    assert ours.mix_weight == pytest.approx(c.mix[1], rel=1e-7)
