@@ -44,6 +44,7 @@ from agent.dsp.controller import (
     Controller,
 )
 from agent.dsp.secondary_path import (
+    IdentificationError,
     SecondaryPath,
     SecondaryPathIdentifier,
     secondary_paths_from_dict,
@@ -116,6 +117,7 @@ class ControlService:
         self._ping_blocks = 0
         self._counters_seen = {"divergence": 0.0, "unexpected": 0, "bad_frames": 0, "nonfinite_in": 0}
         self._priority_done = False
+        self.identification_failures = 0
         self.watchdog_pings = 0
         self.last_telemetry: dict[str, Any] | None = None
         self._captures: list[tuple[Path, int, int]] = []
@@ -239,7 +241,17 @@ class ControlService:
         identifier = self.identifier
         assert identifier is not None
         self.engine.install(Stage(Silence(), STAGE_IDENTIFY))
-        secondary = identifier.result()
+        try:
+            secondary = identifier.result()
+        except (IdentificationError, ValueError) as exc:
+            # A dead mic or speaker: keep probing (low level) and say so; never cancel with a guessed path.
+            self.identification_failures += 1
+            log.error("secondary-path identification failed (%s); probing again", exc)
+            self.uplink.event({"type": "identification_failed", "reason": str(exc)})
+            self.last_error = f"identification: {exc}"
+            self.identifier = SecondaryPathIdentifier(self.profile, seed=self.identification_failures)
+            self.engine.install(Stage(self.identifier, STAGE_IDENTIFY))
+            return
         t0 = time.perf_counter()
         self._build_controller(secondary)
         log.info(
