@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloud.local.shadow_service import ShadowService
+from cloud.local.shadow_service import BrokerEndpoint, ShadowService
 from cloud.local.shadow_store import ShadowStore
-from tests.support.broker import Broker, MqttProbe
+from tests.support.broker import SERVICE_USER, Broker, MqttProbe
 from tests.support.shadow_service import running_shadow_service, service_endpoint
 
 REPO = Path(__file__).resolve().parents[3]
@@ -180,3 +180,25 @@ def test_anc_cloud_without_a_command_prints_help_and_fails(capsys: Any) -> None:
 
     assert main([]) == 2
     assert "local" in capsys.readouterr().out
+
+
+def test_service_can_use_the_plain_local_listener_with_the_service_password(tmp_path: Path) -> None:
+    with Broker(tmp_path / "plain-broker", plain_listener=True) as plain_broker:
+        assert plain_broker.plain_port is not None
+        endpoint = BrokerEndpoint.from_url(
+            f"mqtt://127.0.0.1:{plain_broker.plain_port}",
+            username=SERVICE_USER,
+            password=plain_broker.service_password,
+        )
+        store = ShadowStore(tmp_path / "shadows.sqlite3")
+        service = ShadowService(store, endpoint, client_id="shadow-plain", persistent_session=False)
+        service.start()
+        device = Device(plain_broker, "plain-dev-1")
+        try:
+            assert service.wait_ready(10.0)
+            device.send("update", {"state": {"reported": {"mode": "anc"}}})
+            assert device.answer("update")["outcome"] == "accepted"
+        finally:
+            device.close()
+            service.stop()
+            store.close()
