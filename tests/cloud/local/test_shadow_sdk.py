@@ -7,12 +7,15 @@ certificate) and uses `awsiot.iotshadow.IotShadowClient` on a named shadow; the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import queue
 from typing import Any
 
-from awscrt import mqtt
-from awsiot import iotshadow, mqtt_connection_builder
+import awsiot
+import pytest
+from awscrt import mqtt, mqtt_request_response
+from awsiot import iotshadow, mqtt5_client_builder, mqtt_connection_builder
 
 from tests.support.broker import MqttProbe
 from tests.support.shadow_service import RunningShadowService
@@ -156,3 +159,68 @@ def test_sdk_shadow_client_gets_delta_reports_and_sees_delta_clear(
         assert inbox.empty("delta")
     finally:
         connection.disconnect().result(TIMEOUT_S)
+
+
+def test_sdk_v2_request_response_client_over_mqtt5(shadow_service: RunningShadowService) -> None:
+    """The SDK's newer IotShadowClientV2 (correlates replies by clientToken) on an MQTT 5 client."""
+    broker = shadow_service.broker
+    thing = "anc-sn-sdk-0002"
+    cert, key = broker.issue_client(thing)
+    connected: concurrent.futures.Future[None] = concurrent.futures.Future()
+    client5 = mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost",
+        port=broker.port,
+        cert_filepath=str(cert),
+        pri_key_filepath=str(key),
+        ca_filepath=str(broker.ca_path),
+        client_id=thing,
+        on_lifecycle_connection_success=lambda _event: connected.set_result(None),
+    )
+    client5.start()
+    try:
+        connected.result(TIMEOUT_S)
+        shadow = iotshadow.IotShadowClientV2(
+            client5,
+            mqtt_request_response.ClientOptions(
+                max_request_response_subscriptions=4,
+                max_streaming_subscriptions=2,
+                operation_timeout_in_seconds=10,
+            ),
+        )
+        names = {"thing_name": thing, "shadow_name": SHADOW}
+        deltas: queue.Queue[iotshadow.ShadowDeltaUpdatedEvent] = queue.Queue()
+        subscribed: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def on_status(event: mqtt_request_response.SubscriptionStatusEvent) -> None:
+            if event.type == mqtt_request_response.SubscriptionStatusEventType.SUBSCRIPTION_ESTABLISHED:
+                subscribed.set_result(None)
+
+        stream = shadow.create_named_shadow_delta_updated_stream(
+            iotshadow.NamedShadowDeltaUpdatedSubscriptionRequest(**names),
+            awsiot.ServiceStreamOptions(
+                incoming_event_listener=deltas.put, subscription_status_listener=on_status
+            ),
+        )
+        stream.open()
+        subscribed.result(TIMEOUT_S)
+
+        with pytest.raises(awsiot.V2ServiceException) as missing:
+            shadow.get_named_shadow(iotshadow.GetNamedShadowRequest(**names)).result(TIMEOUT_S)
+        assert missing.value.modeled_error.code == 404
+
+        shadow.update_named_shadow(
+            iotshadow.UpdateNamedShadowRequest(state=iotshadow.ShadowState(desired={"taps": 256}), **names)
+        ).result(TIMEOUT_S)
+        delta = deltas.get(timeout=TIMEOUT_S)
+        assert (delta.state, delta.version) == ({"taps": 256}, 1)
+
+        reported = shadow.update_named_shadow(
+            iotshadow.UpdateNamedShadowRequest(state=iotshadow.ShadowState(reported=delta.state), **names)
+        ).result(TIMEOUT_S)
+        assert reported.version == 2 and reported.state.reported == {"taps": 256}
+
+        current = shadow.get_named_shadow(iotshadow.GetNamedShadowRequest(**names)).result(TIMEOUT_S)
+        assert current.version == 2 and current.state.delta is None
+        assert deltas.empty()
+    finally:
+        client5.stop()
