@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from provisioning import naming, pki
 from provisioning.errors import AlreadyExistsError, BadInputError, NotFoundError
@@ -243,7 +242,7 @@ class FleetHome:
             for serial_hex, info in self.revoked().items()
         ]
         crl = pki.build_crl(ca, entries)
-        return pki.write_file_atomic(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return pki.write_file_atomic(self.crl_path, pki.crl_pem(crl))
 
     def revoke_device(self, ca: pki.CertificateAuthority, thing_name: str) -> tuple[str, Path]:
         """Add `thing_name`'s certificate to the CRL and rewrite crl.pem. Returns (serial hex, CRL path).

@@ -142,6 +142,14 @@ def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM (or DER) CSR; PkiError when it is neither."""
     try:
@@ -348,6 +356,10 @@ def private_key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def public_key_pem(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey:
