@@ -112,9 +112,9 @@ class BulkSummary:
 class ProgressBar:
     """A one-line text progress bar on a terminal-like stream (stderr), redrawn at most 10 times a second."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
         self.total = max(total, 1)
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.start = time.monotonic()
         self._last_draw = 0.0
