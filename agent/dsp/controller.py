@@ -1,0 +1,587 @@
+"""The multi-channel ANC controller the audio callback (and the simulator) runs once per block.
+
+`Controller.process(indata, outdata)` is ONE numba call per block (`controller_block`): it reads each
+controller's reference and error mic straight out of `indata` (B, n_in) float32, replaces non-finite
+samples by 0 (and counts them), runs the chosen algorithm for every channel, crossfades on mode or
+algorithm changes, limits the output and writes `outdata` (B, n_out) float32. Nothing is allocated and
+nothing can raise in there. Every channel uses the modified filtered-x structure (see `agent.dsp.fxrls`):
+the algorithms adapt on virtual errors built from d^ = e - S^ * y, which keeps them stable whatever the loop
+delay; `fxnlms` is the long FxNLMS alone, `fxrls` the short FxRLS alone, `hybrid` their adaptive convex
+combination (`agent.dsp.hybrid`).
+
+Tunables reach the kernel through two preallocated parameter sets: `apply` (control thread) writes the
+inactive one and flips an index the kernel reads at the next block boundary. Changing `taps` or
+`rls_taps` needs new buffers: `apply` builds them on the control thread, copies the coefficients over and
+swaps them in between blocks. Coefficient loads and resets are posted the same way (preallocated staging
+arrays plus a flag the kernel acts on at the start of a block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from agent.dsp.fxnlms import estimated_disturbance, filtered_reference, push_filtered, reversed_fir
+from agent.dsp.fxrls import fxrls_adapt
+from agent.dsp.guard import (
+    GUARD_STATE_SIZE,
+    guard_channel,
+    guard_parameters,
+)
+from agent.dsp.hybrid import (
+    DEFAULT_MU_MIX,
+    MIX_LAMBDA,
+    MIX_STATE_SIZE,
+    hybrid_adapt,
+    reset_mix,
+)
+from agent.dsp.limiter import DEFAULT_RELEASE_S, limit_amplitude, limit_sample, release_coefficient
+from agent.dsp.primitives import (
+    FASTMATH,
+    default_max_trace,
+    dot,
+    leaky_update,
+    reset_inverse_correlation,
+    shift_history,
+    sum_squares,
+)
+from agent.dsp.secondary_path import SecondaryPath
+from agent.profiles import ALGORITHMS, Profile
+
+MODE_ANC, MODE_PASSTHROUGH, MODE_OFF = 0, 1, 2
+MODE_NAMES = ("anc", "passthrough", "off")
+ALG_FXNLMS, ALG_FXRLS, ALG_HYBRID = 0, 1, 2
+
+# metrics vector indices
+M_ERROR_POWER = 0  # mean square of the error mics over the last block, summed over channels
+M_REFERENCE_POWER = 1  # same for the reference mics
+M_OUTPUT_POWER = 2  # same for the speaker outputs
+M_NONFINITE_COUNT = 3  # cumulative non-finite input samples replaced by 0
+M_DIVERGENCE_COUNT = 4  # cumulative divergence-guard restores
+M_LIMITER_COUNT = 5  # cumulative output samples that hit the limiter
+M_MIX_WEIGHT = 6  # hybrid lambda (FxNLMS share) of channel 0
+M_BLOCKS = 7  # cumulative blocks processed
+M_DISTURBANCE_POWER = 8  # mean square of the estimated uncontrolled error d^ (attenuation = this / error)
+N_METRICS = 9
+
+# parameter-set layout (float64 vector)
+P_ALGORITHM, P_MU, P_LEAKAGE, P_LAMBDA, P_MODE, P_EPS, P_MU_MIX, P_DELTA, P_MAX_TRACE = range(9)
+N_PARAMS = 9
+
+# crossfade state (int64 vector)
+X_MODE, X_ALG, X_PREV_MODE, X_PREV_ALG, X_POS = range(5)
+N_XFADE = 5
+# posted commands (int64 vector)
+CMD_LOAD, CMD_RESET = 0, 1
+
+EPS = 1e-8
+DELTA = 1e-2
+CROSSFADE_S = 0.005
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """The tunables; `from_profile` validates them against a profile's bounds."""
+
+    algorithm: str = "hybrid"
+    taps: int = 256
+    mu: float = 0.05
+    leakage: float = 1e-6
+    rls_taps: int = 32
+    rls_lambda: float = 0.9995
+    mode: int = MODE_ANC
+
+    @classmethod
+    def from_profile(cls, profile: Profile, **overrides: Any) -> ControllerSettings:
+        """Defaults from the profile, then `overrides`; ValueError naming the field and the allowed range.
+
+        `mode` may be given as 0/1/2 or as "anc"/"passthrough"/"off".
+        """
+        b = profile.controller
+        values: dict[str, Any] = {
+            "algorithm": b.algorithm,
+            "taps": int(b.taps.default),
+            "mu": b.mu.default,
+            "leakage": b.leakage.default,
+            "rls_taps": int(b.rls_taps.default),
+            "rls_lambda": b.rls_lambda.default,
+            "mode": MODE_ANC,
+        }
+        unknown = sorted(set(overrides) - set(values))
+        if unknown:
+            raise ValueError(f"controller.{unknown[0]}: unknown setting (allowed: {', '.join(values)})")
+        values.update(overrides)
+        return cls(**values).validated(profile)
+
+    def validated(self, profile: Profile) -> ControllerSettings:
+        """This, with types normalised, or ValueError naming the field, the value and what is allowed."""
+        b = profile.controller
+        where = f"for profile {profile.name}"
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"controller.algorithm: {self.algorithm!r} is not one of {', '.join(ALGORITHMS)} {where}"
+            )
+        mode = self.mode
+        if isinstance(mode, str):
+            if mode not in MODE_NAMES:
+                raise ValueError(f"controller.mode: {mode!r} is not one of {', '.join(MODE_NAMES)}")
+            mode = MODE_NAMES.index(mode)
+        if isinstance(mode, bool) or mode not in (MODE_ANC, MODE_PASSTHROUGH, MODE_OFF):
+            raise ValueError(
+                f"controller.mode: {self.mode!r} is not one of 0, 1, 2 ({', '.join(MODE_NAMES)})"
+            )
+        out: dict[str, Any] = {"algorithm": self.algorithm, "mode": int(mode)}
+        for name, bounds, integer in (
+            ("taps", b.taps, True),
+            ("mu", b.mu, False),
+            ("leakage", b.leakage, False),
+            ("rls_taps", b.rls_taps, True),
+            ("rls_lambda", b.rls_lambda, False),
+        ):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"controller.{name}: {value!r} is not a number") from None
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise ValueError(f"controller.{name}: {value!r} is not a finite number")
+            if integer and number != int(number):
+                raise ValueError(f"controller.{name}: {value!r} must be a whole number")
+            if not bounds.contains(number):
+                raise ValueError(f"controller.{name}: {value!r} is outside {bounds.describe()} {where}")
+            out[name] = int(number) if integer else number
+        return dataclasses.replace(self, **out)
+
+    @property
+    def mode_name(self) -> str:
+        return MODE_NAMES[self.mode]
+
+
+@njit(cache=True, inline="always")
+def _weights(mode: int, alg: int, lam: float) -> tuple[float, float, float]:
+    """Output weights (FxNLMS output, FxRLS output, reference) of one mode/algorithm configuration."""
+    if mode == MODE_PASSTHROUGH:
+        return 0.0, 0.0, 1.0
+    if mode == MODE_OFF:
+        return 0.0, 0.0, 0.0
+    if alg == ALG_FXNLMS:
+        return 1.0, 0.0, 0.0
+    if alg == ALG_FXRLS:
+        return 0.0, 1.0, 0.0
+    return lam, 1.0 - lam, 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def controller_block(
+    indata: np.ndarray,
+    outdata: np.ndarray,
+    ref_ch: np.ndarray,
+    err_ch: np.ndarray,
+    spk_ch: np.ndarray,
+    params: np.ndarray,
+    active: np.ndarray,
+    xfade: np.ndarray,
+    cmd: np.ndarray,
+    sr: np.ndarray,
+    delays: np.ndarray,
+    xbuf: np.ndarray,
+    fxbuf: np.ndarray,
+    ybuf: np.ndarray,
+    ebuf: np.ndarray,
+    hist: np.ndarray,
+    energy: np.ndarray,
+    w1r: np.ndarray,
+    w2r: np.ndarray,
+    p: np.ndarray,
+    pi: np.ndarray,
+    mix: np.ndarray,
+    snap_w1: np.ndarray,
+    snap_w2: np.ndarray,
+    snap_mix: np.ndarray,
+    stage_w1: np.ndarray,
+    stage_w2: np.ndarray,
+    stage_p: np.ndarray,
+    stage_mix: np.ndarray,
+    gstate: np.ndarray,
+    gparams: np.ndarray,
+    limiter_gain: np.ndarray,
+    limit: float,
+    release: float,
+    fade_len: int,
+    metrics: np.ndarray,
+) -> None:
+    """One audio block for every controller channel (see the module docstring).
+
+    indata (B, n_in) float32, outdata (B, n_out) float32 (written; channels no controller drives get 0).
+    Per-channel state has a leading channel axis C: sr (C, M) reversed S^ FIRs, delays (C,) int64, histories
+    xbuf (C, hx + Bmax), fxbuf (C, hf + Bmax), ybuf (C, hy + Bmax) with hist = [hx, hf, hy] (int64), ebuf
+    (C, Bmax) sanitised error block, energy (C,) running ||x'_vec||^2 over L, w1r (C, L), w2r (C, N),
+    p (C, N, N), pi (C, N), mix (C, 3), snapshots and staging arrays of the same shapes, gstate (C, G),
+    limiter_gain (C,). Blocks longer than Bmax are processed in Bmax chunks.
+    """
+    n_ch = w1r.shape[0]
+    l_taps = w1r.shape[1]
+    max_block = ebuf.shape[1]
+    hx = hist[0]
+    hf = hist[1]
+    hy = hist[2]
+    prm = params[active[0]]
+    alg = int(prm[P_ALGORITHM])
+    mode = int(prm[P_MODE])
+    mu = prm[P_MU]
+    keep = 1.0 - prm[P_LEAKAGE]
+    lam = prm[P_LAMBDA]
+    eps = prm[P_EPS]
+    mu_mix = prm[P_MU_MIX]
+    delta = prm[P_DELTA]
+    max_trace = prm[P_MAX_TRACE]
+
+    if cmd[CMD_RESET] != 0:
+        for c in range(n_ch):
+            w1r[c, :] = 0.0
+            w2r[c, :] = 0.0
+            reset_inverse_correlation(p[c], delta)
+            mix[c, 0] = 0.0
+            mix[c, MIX_LAMBDA] = 0.5
+            mix[c, 2] = 0.0
+            snap_w1[c, :] = 0.0
+            snap_w2[c, :] = 0.0
+            snap_mix[c, :] = mix[c, :]
+        cmd[CMD_RESET] = 0
+    if cmd[CMD_LOAD] != 0:
+        w1r[:, :] = stage_w1
+        w2r[:, :] = stage_w2
+        p[:, :, :] = stage_p
+        mix[:, :] = stage_mix
+        cmd[CMD_LOAD] = 0
+
+    if mode != xfade[X_MODE] or alg != xfade[X_ALG]:
+        xfade[X_PREV_MODE] = xfade[X_MODE]
+        xfade[X_PREV_ALG] = xfade[X_ALG]
+        xfade[X_MODE] = mode
+        xfade[X_ALG] = alg
+        xfade[X_POS] = 0
+    prev_mode = xfade[X_PREV_MODE]
+    prev_alg = xfade[X_PREV_ALG]
+    adapting = mode == MODE_ANC
+    need1 = (mode == MODE_ANC and alg != ALG_FXRLS) or (prev_mode == MODE_ANC and prev_alg != ALG_FXRLS)
+    need2 = (mode == MODE_ANC and alg != ALG_FXNLMS) or (prev_mode == MODE_ANC and prev_alg != ALG_FXNLMS)
+
+    for j in range(outdata.shape[1]):
+        for n in range(outdata.shape[0]):
+            outdata[n, j] = 0.0
+
+    total = indata.shape[0]
+    e_pow = 0.0
+    x_pow = 0.0
+    y_pow = 0.0
+    d_pow = 0.0
+    start = 0
+    while start < total:
+        block = min(max_block, total - start)
+        fade_pos = xfade[X_POS]
+        for c in range(n_ch):
+            xb = xbuf[c]
+            fb = fxbuf[c]
+            yb = ybuf[c]
+            eb = ebuf[c]
+            s_r = sr[c]
+            delay = delays[c]
+            w1 = w1r[c]
+            w2 = w2r[c]
+            mx = mix[c]
+            rc = ref_ch[c]
+            ec = err_ch[c]
+            spk = spk_ch[c]
+            for n in range(block):
+                xv = np.float64(indata[start + n, rc])
+                if not np.isfinite(xv):
+                    xv = 0.0
+                    metrics[M_NONFINITE_COUNT] += 1.0
+                xb[hx + n] = xv
+                ev = np.float64(indata[start + n, ec])
+                if not np.isfinite(ev):
+                    ev = 0.0
+                    metrics[M_NONFINITE_COUNT] += 1.0
+                eb[n] = ev
+            en = energy[c]
+            ce_pow = 0.0
+            cd_pow = 0.0
+            for n in range(block):
+                xv = xb[hx + n]
+                ev = eb[n]
+                en = push_filtered(fb, hf, n, filtered_reference(s_r, delay, xb, hx, n), l_taps, en)
+                y1 = dot(w1, 0, xb, hx + n - l_taps + 1, l_taps) if need1 else 0.0
+                n_taps = w2.shape[0]
+                y2 = dot(w2, 0, xb, hx + n - n_taps + 1, n_taps) if need2 else 0.0
+                mlam = mx[MIX_LAMBDA]
+                a1, a2, ap = _weights(mode, alg, mlam)
+                pos = fade_pos + n + 1
+                if pos < fade_len:
+                    g = 0.5 - 0.5 * np.cos(np.pi * pos / fade_len)
+                    b1, b2, bp = _weights(prev_mode, prev_alg, mlam)
+                    a1 = g * a1 + (1.0 - g) * b1
+                    a2 = g * a2 + (1.0 - g) * b2
+                    ap = g * ap + (1.0 - g) * bp
+                v = a1 * y1 + a2 * y2 + ap * xv
+                if not (abs(v) <= limit):
+                    metrics[M_LIMITER_COUNT] += 1.0
+                out = limit_sample(v, limiter_gain, c, limit, release)
+                yb[hy + n] = out
+                outdata[start + n, spk] = np.float32(out)
+                dh = estimated_disturbance(ev, s_r, delay, yb, hy, n)
+                if adapting:
+                    if alg == ALG_FXNLMS:
+                        b0 = hf + n - l_taps + 1
+                        e1 = dh + dot(w1, 0, fb, b0, l_taps)
+                        leaky_update(w1, keep, -mu * e1 / (eps + en), fb, b0, l_taps)
+                    elif alg == ALG_FXRLS:
+                        fxrls_adapt(w2, p[c], pi[c], fb, hf, n, dh, lam, keep, delta, max_trace)
+                    else:
+                        hybrid_adapt(
+                            w1, w2, p[c], pi[c], fb, hf, n, dh, en, mx, mu, keep, eps, lam, delta, max_trace,
+                            mu_mix,
+                        )  # fmt: skip
+                ce_pow += ev * ev
+                cd_pow += dh * dh
+                x_pow += xv * xv
+                y_pow += out * out
+            shift_history(xb, hx, block)
+            shift_history(fb, hf, block)
+            shift_history(yb, hy, block)
+            energy[c] = sum_squares(fb, hf - l_taps, l_taps)
+            e_pow += ce_pow
+            d_pow += cd_pow
+            cancelling = adapting and fade_pos + block >= fade_len
+            if guard_channel(
+                w1, w2, p[c], mx, snap_w1[c], snap_w2[c], snap_mix[c], gstate[c], gparams,
+                ce_pow / block, cd_pow / block, cancelling,
+            ):  # fmt: skip
+                metrics[M_DIVERGENCE_COUNT] += 1.0
+                energy[c] = sum_squares(fb, hf - l_taps, l_taps)
+        xfade[X_POS] = min(fade_pos + block, fade_len)
+        start += block
+
+    if total > 0:
+        scale = 1.0 / total
+        metrics[M_ERROR_POWER] = e_pow * scale
+        metrics[M_REFERENCE_POWER] = x_pow * scale
+        metrics[M_OUTPUT_POWER] = y_pow * scale
+        metrics[M_DISTURBANCE_POWER] = d_pow * scale
+    metrics[M_MIX_WEIGHT] = mix[0, MIX_LAMBDA]
+    metrics[M_BLOCKS] += 1.0
+
+
+class _Buffers:
+    """Every array the kernel needs for one (taps, rls_taps) shape; built on the control thread."""
+
+    def __init__(
+        self, n_ch: int, taps: int, rls_taps: int, secondary: list[SecondaryPath], max_block: int
+    ) -> None:
+        m = max(s.taps for s in secondary)
+        max_delay = max(s.delay_samples for s in secondary)
+        self.sr = np.zeros((n_ch, m))
+        for c, s in enumerate(secondary):
+            # shorter FIRs are zero-padded at their end, i.e. at the front of the reversed copy
+            self.sr[c, m - s.taps :] = reversed_fir(s)
+        self.delays = np.array([s.delay_samples for s in secondary], dtype=np.int64)
+        longest = max(taps, rls_taps)
+        hx = max(longest, max_delay + m) - 1
+        hf = longest
+        hy = max_delay + m - 1
+        self.hist = np.array([hx, hf, hy], dtype=np.int64)
+        self.xbuf = np.zeros((n_ch, hx + max_block))
+        self.fxbuf = np.zeros((n_ch, hf + max_block))
+        self.ybuf = np.zeros((n_ch, hy + max_block))
+        self.ebuf = np.zeros((n_ch, max_block))
+        self.energy = np.zeros(n_ch)
+        self.w1r = np.zeros((n_ch, taps))
+        self.w2r = np.zeros((n_ch, rls_taps))
+        self.p = np.zeros((n_ch, rls_taps, rls_taps))
+        for c in range(n_ch):
+            reset_inverse_correlation(self.p[c], DELTA)
+        self.pi = np.zeros((n_ch, rls_taps))
+        self.mix = np.zeros((n_ch, MIX_STATE_SIZE))
+        reset_mix(self.mix)
+        self.snap_w1 = np.zeros_like(self.w1r)
+        self.snap_w2 = np.zeros_like(self.w2r)
+        self.snap_mix = self.mix.copy()
+        self.stage_w1 = np.zeros_like(self.w1r)
+        self.stage_w2 = np.zeros_like(self.w2r)
+        self.stage_p = self.p.copy()
+        self.stage_mix = self.mix.copy()
+        self.gstate = np.zeros((n_ch, GUARD_STATE_SIZE))
+        self.limiter_gain = np.ones(n_ch)
+
+    def state_arrays(self) -> tuple[np.ndarray, ...]:
+        """The kernel's arguments from `sr` to `limiter_gain`, in order (gparams inserted by the caller)."""
+        return (
+            self.sr, self.delays, self.xbuf, self.fxbuf, self.ybuf, self.ebuf, self.hist, self.energy,
+            self.w1r, self.w2r, self.p, self.pi, self.mix, self.snap_w1, self.snap_w2, self.snap_mix,
+            self.stage_w1, self.stage_w2, self.stage_p, self.stage_mix, self.gstate,
+        )  # fmt: skip
+
+
+COEFFICIENT_KEYS = ("w_fxnlms", "w_fxrls", "p_fxrls", "mix")
+
+
+class Controller:
+    """Independent SISO ANC controllers, one per speaker of the profile, run by one kernel call per block."""
+
+    def __init__(
+        self, profile: Profile, secondary: list[SecondaryPath], settings: ControllerSettings
+    ) -> None:
+        ch = profile.channels
+        if len(secondary) != ch.controllers:
+            raise ValueError(
+                f"secondary: {len(secondary)} paths given, profile {profile.name} has {ch.controllers} "
+                "controller channels"
+            )
+        for c, s in enumerate(secondary):
+            if not isinstance(s, SecondaryPath):
+                raise ValueError(f"secondary[{c}]: expected a SecondaryPath, got {type(s).__name__}")
+        self.profile = profile
+        self.secondary = list(secondary)
+        self.settings = settings.validated(profile)
+        fmt = profile.audio
+        self._n_ch = ch.controllers
+        self._n_in = ch.input_channels
+        self._n_out = ch.output_channels
+        self._max_block = fmt.block_size
+        self._ref = np.array(ch.reference_mics, dtype=np.int64)
+        self._err = np.array(ch.error_mics, dtype=np.int64)
+        self._spk = np.array(ch.speakers, dtype=np.int64)
+        self._limit = limit_amplitude(profile.output_limit_dbfs)
+        self._release = release_coefficient(DEFAULT_RELEASE_S, fmt.sample_rate_hz)
+        self._fade_len = max(1, fmt.samples(CROSSFADE_S))
+        self._gparams = guard_parameters(fmt.sample_rate_hz, fmt.block_size, DELTA)
+        self.metrics = np.zeros(N_METRICS)
+        self._params = np.zeros((2, N_PARAMS))
+        self._active = np.zeros(1, dtype=np.int64)
+        self._cmd = np.zeros(2, dtype=np.int64)
+        self._xfade = np.zeros(N_XFADE, dtype=np.int64)
+        self._write_params(0, self.settings)
+        self._xfade[X_MODE] = self.settings.mode
+        self._xfade[X_ALG] = ALGORITHMS.index(self.settings.algorithm)
+        self._xfade[X_PREV_MODE] = MODE_OFF
+        self._xfade[X_PREV_ALG] = self._xfade[X_ALG]
+        self._xfade[X_POS] = 0  # fade in from silence at start-up
+        self._buffers = _Buffers(
+            self._n_ch, self.settings.taps, self.settings.rls_taps, self.secondary, self._max_block
+        )
+        self._args = self._kernel_args(self._buffers)
+
+    def _kernel_args(self, b: _Buffers) -> tuple[Any, ...]:
+        return (
+            self._ref, self._err, self._spk, self._params, self._active, self._xfade, self._cmd,
+            *b.state_arrays(), self._gparams, b.limiter_gain, self._limit, self._release, self._fade_len,
+            self.metrics,
+        )  # fmt: skip
+
+    def _write_params(self, index: int, s: ControllerSettings) -> None:
+        prm = self._params[index]
+        prm[P_ALGORITHM] = ALGORITHMS.index(s.algorithm)
+        prm[P_MU] = s.mu
+        prm[P_LEAKAGE] = s.leakage
+        prm[P_LAMBDA] = s.rls_lambda
+        prm[P_MODE] = s.mode
+        prm[P_EPS] = EPS
+        prm[P_MU_MIX] = DEFAULT_MU_MIX
+        prm[P_DELTA] = DELTA
+        prm[P_MAX_TRACE] = default_max_trace(s.rls_taps, DELTA)
+
+    def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
+        """One audio block: indata (B, n_in) float32 in, outdata (B, n_out) float32 out (any B)."""
+        controller_block(indata, outdata, *self._args)
+
+    def apply(self, settings: ControllerSettings) -> None:
+        """Validate and apply new settings from the control thread; effective at the next block boundary.
+
+        New filter lengths get new buffers (built here, coefficients carried over where they fit).
+        """
+        s = settings.validated(self.profile)
+        old = self._buffers
+        if s.taps != old.w1r.shape[1] or s.rls_taps != old.w2r.shape[1]:
+            new = _Buffers(self._n_ch, s.taps, s.rls_taps, self.secondary, self._max_block)
+            lt = min(s.taps, old.w1r.shape[1])
+            nt = min(s.rls_taps, old.w2r.shape[1])
+            # reversed storage: the newest-sample coefficients sit at the end of each row
+            new.w1r[:, s.taps - lt :] = old.w1r[:, old.w1r.shape[1] - lt :]
+            new.w2r[:, s.rls_taps - nt :] = old.w2r[:, old.w2r.shape[1] - nt :]
+            new.mix[:] = old.mix
+            new.snap_w1[:] = new.w1r
+            new.snap_w2[:] = new.w2r
+            new.snap_mix[:] = new.mix
+            for name in ("xbuf", "ybuf", "energy", "gstate", "limiter_gain"):
+                dst, src = getattr(new, name), getattr(old, name)
+                if dst.ndim == 2:
+                    k = min(dst.shape[1], src.shape[1])
+                    dst[:, :k] = src[:, :k]
+                else:
+                    dst[:] = src
+            self._flip(s)
+            self._buffers = new
+            self._args = self._kernel_args(new)
+        else:
+            self._flip(s)
+        self.settings = s
+
+    def _flip(self, s: ControllerSettings) -> None:
+        """Write the inactive parameter set, then make it the active one (read at the next block)."""
+        inactive = 1 - int(self._active[0])
+        self._write_params(inactive, s)
+        self._active[0] = inactive
+
+    def coefficients(self) -> dict[str, np.ndarray]:
+        """Copies of the adaptive state for a warm restart, in natural tap order.
+
+        w_fxnlms (C, taps), w_fxrls (C, rls_taps), p_fxrls (C, rls_taps, rls_taps) (indexed like the
+        reversed taps, opaque), mix (C, 3) [a, lambda, power]; all float64.
+        """
+        b = self._buffers
+        return {
+            "w_fxnlms": b.w1r[:, ::-1].copy(),
+            "w_fxrls": b.w2r[:, ::-1].copy(),
+            "p_fxrls": b.p.copy(),
+            "mix": b.mix.copy(),
+        }
+
+    def load_coefficients(self, coeffs: dict[str, np.ndarray]) -> None:
+        """Install a coefficient set (any subset of `coefficients()`'s keys) at the next block boundary.
+
+        ValueError naming the key on an unknown key, a shape mismatch or a non-finite value; then nothing
+        is installed.
+        """
+        b = self._buffers
+        current = self.coefficients()
+        staged: dict[str, np.ndarray] = {}
+        for key, value in coeffs.items():
+            if key not in current:
+                raise ValueError(f"{key}: unknown coefficient key (allowed: {', '.join(COEFFICIENT_KEYS)})")
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != current[key].shape:
+                raise ValueError(f"{key}: shape {arr.shape} does not match the running {current[key].shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{key}: contains NaN or Inf")
+            staged[key] = arr
+        merged = {**current, **staged}
+        b.stage_w1[:] = merged["w_fxnlms"][:, ::-1]
+        b.stage_w2[:] = merged["w_fxrls"][:, ::-1]
+        b.stage_p[:] = merged["p_fxrls"]
+        b.stage_mix[:] = merged["mix"]
+        self._cmd[CMD_LOAD] = 1
+
+    def reset(self) -> None:
+        """Zero the adaptive state at the next block boundary (the secondary path is kept)."""
+        self._cmd[CMD_RESET] = 1
+
+    def attenuation_db(self) -> float:
+        """10 log10(d^ power / error power) of the last block: the current cancellation, in dB."""
+        e = self.metrics[M_ERROR_POWER]
+        d = self.metrics[M_DISTURBANCE_POWER]
+        return float(10.0 * np.log10((d + 1e-20) / (e + 1e-20)))

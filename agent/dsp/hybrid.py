@@ -1,0 +1,253 @@
+"""Hybrid FxNLMS + FxRLS: RLS speed at start-up, the long NLMS filter's attenuation in steady state.
+
+Design (the modified filtered-x structure with an adaptive convex combination, after Arenas-Garcia et al.,
+"Mean-square performance of a convex combination of two adaptive filters", and its normalised step by
+Azpicueta-Ruiz et al.; see docs/hybrid.md):
+
+1. Estimate the primary disturbance from the measured error: d^[n] = e[n] - (S^ * y)[n], y the output
+   actually played. d^ carries no trace of the controller's own (delayed) output, so each component can
+   adapt on a virtual error with no loop delay in it.
+2. Two components see the same reference: a long FxNLMS w1 (L taps) and a short FxRLS w2 (N taps). Each
+   adapts independently on its own virtual error e_i[n] = d^[n] + w_i . x'_vec[n], with x' = S^ * x.
+3. The output is y = lam * (w1 . x_vec) + (1 - lam) * (w2 . x_vec), lam = sigmoid(a). The mixing parameter
+   a follows a normalised gradient descent on the combined virtual error
+       e_c = d^ + lam v1 + (1 - lam) v2,  v_i = w_i . x'_vec,
+       p <- beta p + (1 - beta) (v1 - v2)^2,
+       a <- a - mu_mix * e_c (v1 - v2) lam (1 - lam) / (eps + p),
+   clipped to [-4, 4] so neither component is ever switched off for good (lam in [0.018, 0.982]).
+   a starts at 0 and moves to whichever component is doing better.
+Result: while the RLS converges in a few hundred samples the NLMS is still far off, so lam moves to the
+RLS; once the long NLMS filter overtakes it (more taps, so lower steady-state error on rich noise), lam
+moves to the NLMS. The combination is never worse than the better component by more than a little.
+Sign convention as in `agent.dsp.fxnlms`: e = d + S * y.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from agent.dsp.fxnlms import (
+    estimated_disturbance,
+    filtered_reference,
+    push_filtered,
+    reversed_fir,
+)
+from agent.dsp.primitives import (
+    FASTMATH,
+    check_positive_int,
+    check_range,
+    default_max_trace,
+    dot,
+    grown_history,
+    leaky_update,
+    reset_inverse_correlation,
+    rls_update,
+    shift_history,
+    sum_squares,
+)
+from agent.dsp.secondary_path import SecondaryPath
+
+# Layout of the per-channel mixing state `mix` (float64 vector).
+MIX_A, MIX_LAMBDA, MIX_POWER = 0, 1, 2
+MIX_STATE_SIZE = 3
+MIX_A_LIMIT = 4.0
+MIX_BETA = 0.9
+MIX_EPS = 1e-12
+DEFAULT_MU_MIX = 1.0
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def hybrid_adapt(
+    w1r: np.ndarray, w2r: np.ndarray, p: np.ndarray, pi: np.ndarray, fxbuf: np.ndarray, hf: int, n: int,
+    dh: float, energy: float, mix: np.ndarray, mu: float, keep: float, eps: float, lam: float,
+    delta: float, max_trace: float, mu_mix: float,
+) -> float:  # fmt: skip
+    """One hybrid step (see the module docstring) on d^[n] = dh; returns the combined virtual error.
+
+    w1r (L,) / w2r (N,) reversed FxNLMS / FxRLS coefficients; p (N, N), pi (N,) RLS state; energy: running
+    ||x'_vec||^2 over L samples; mix (3,) [a, lam, p] mixing state, updated here.
+    """
+    l_taps = w1r.shape[0]
+    n_taps = w2r.shape[0]
+    b1 = hf + n - l_taps + 1
+    b2 = hf + n - n_taps + 1
+    v1 = dot(w1r, 0, fxbuf, b1, l_taps)
+    v2 = dot(w2r, 0, fxbuf, b2, n_taps)
+    e1 = dh + v1
+    e2 = dh + v2
+    mlam = mix[MIX_LAMBDA]
+    ec = dh + mlam * v1 + (1.0 - mlam) * v2
+    diff = v1 - v2
+    pw = MIX_BETA * mix[MIX_POWER] + (1.0 - MIX_BETA) * diff * diff
+    a = mix[MIX_A] - mu_mix * ec * diff * mlam * (1.0 - mlam) / (MIX_EPS + pw)
+    if a > MIX_A_LIMIT:
+        a = MIX_A_LIMIT
+    elif a < -MIX_A_LIMIT:
+        a = -MIX_A_LIMIT
+    elif not np.isfinite(a):
+        a = 0.0
+    mix[MIX_A] = a
+    mix[MIX_LAMBDA] = 1.0 / (1.0 + np.exp(-a))
+    mix[MIX_POWER] = pw
+    leaky_update(w1r, keep, -mu * e1 / (eps + energy), fxbuf, b1, l_taps)
+    rls_update(w2r, p, pi, fxbuf, b2, -e2, lam, keep, delta, max_trace)
+    return ec
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def hybrid_output(
+    w1r: np.ndarray, w2r: np.ndarray, xbuf: np.ndarray, hx: int, n: int, mix: np.ndarray
+) -> float:
+    """y[n] = lam * (w1 . x_vec) + (1 - lam) * (w2 . x_vec), x[n] at xbuf[hx + n]."""
+    l_taps = w1r.shape[0]
+    n_taps = w2r.shape[0]
+    y1 = dot(w1r, 0, xbuf, hx + n - l_taps + 1, l_taps)
+    y2 = dot(w2r, 0, xbuf, hx + n - n_taps + 1, n_taps)
+    mlam = mix[MIX_LAMBDA]
+    return mlam * y1 + (1.0 - mlam) * y2
+
+
+def reset_mix(mix: np.ndarray) -> None:
+    """Neutral mixing state: a = 0 (lam = 0.5), no power history. mix (..., 3) float64."""
+    mix[..., MIX_A] = 0.0
+    mix[..., MIX_LAMBDA] = 0.5
+    mix[..., MIX_POWER] = 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def hybrid_block(
+    w1r: np.ndarray,
+    w2r: np.ndarray,
+    p: np.ndarray,
+    pi: np.ndarray,
+    mix: np.ndarray,
+    energy: np.ndarray,
+    sr: np.ndarray,
+    delay: int,
+    xbuf: np.ndarray,
+    hx: int,
+    fxbuf: np.ndarray,
+    hf: int,
+    ybuf: np.ndarray,
+    hy: int,
+    x: np.ndarray,
+    e: np.ndarray,
+    y: np.ndarray,
+    mu: float,
+    lam: float,
+    leakage: float,
+    eps: float,
+    delta: float,
+    max_trace: float,
+    mu_mix: float,
+) -> None:
+    """One block of the hybrid controller: x (B,) reference, e (B,) measured error, y (B,) output written.
+
+    State as in `hybrid_adapt`; energy (1,) running ||x'_vec||^2 over L samples; histories xbuf (hx past),
+    fxbuf (hf >= L past), ybuf (hy past outputs), each with room for one block; all float64.
+    """
+    l_taps = w1r.shape[0]
+    block = x.shape[0]
+    keep = 1.0 - leakage
+    en = energy[0]
+    for n in range(block):
+        xbuf[hx + n] = x[n]
+        en = push_filtered(fxbuf, hf, n, filtered_reference(sr, delay, xbuf, hx, n), l_taps, en)
+        yn = hybrid_output(w1r, w2r, xbuf, hx, n, mix)
+        y[n] = yn
+        ybuf[hy + n] = yn
+        dh = estimated_disturbance(e[n], sr, delay, ybuf, hy, n)
+        hybrid_adapt(w1r, w2r, p, pi, fxbuf, hf, n, dh, en, mix, mu, keep, eps, lam, delta, max_trace, mu_mix)
+    shift_history(xbuf, hx, block)
+    shift_history(fxbuf, hf, block)
+    shift_history(ybuf, hy, block)
+    energy[0] = sum_squares(fxbuf, hf - l_taps, l_taps)
+
+
+class Hybrid:
+    """Single-channel hybrid controller: a long FxNLMS and a short FxRLS in an adaptive convex mix."""
+
+    def __init__(
+        self,
+        fx_taps: int,
+        rls_taps: int,
+        secondary: SecondaryPath,
+        mu: float,
+        lam: float,
+        leakage: float = 0.0,
+        eps: float = 1e-8,
+        delta: float = 1e-2,
+        mu_mix: float = DEFAULT_MU_MIX,
+        max_trace: float | None = None,
+        max_block: int = 1024,
+    ) -> None:
+        self.fx_taps = check_positive_int("fx_taps", fx_taps)
+        self.rls_taps = check_positive_int("rls_taps", rls_taps)
+        self.mu = check_range("mu", mu, 0.0, 2.0)
+        self.lam = check_range("lam", lam, 0.5, 1.0)
+        self.leakage = check_range("leakage", leakage, 0.0, 1.0)
+        self.eps = check_range("eps", eps, 0.0, np.inf)
+        self.delta = check_range("delta", delta, 1e-12, np.inf)
+        self.mu_mix = check_range("mu_mix", mu_mix, 0.0, np.inf)
+        self.max_trace = (
+            default_max_trace(self.rls_taps, self.delta) if max_trace is None else float(max_trace)
+        )
+        self.secondary = secondary
+        self._sr = reversed_fir(secondary)
+        self._delay = secondary.delay_samples
+        longest = max(self.fx_taps, self.rls_taps)
+        self._hx = max(longest, self._delay + secondary.taps) - 1
+        self._hf = longest
+        self._hy = self._delay + secondary.taps - 1
+        max_block = check_positive_int("max_block", max_block)
+        self._w1r = np.zeros(self.fx_taps)
+        self._w2r = np.zeros(self.rls_taps)
+        self.p = np.zeros((self.rls_taps, self.rls_taps))
+        reset_inverse_correlation(self.p, self.delta)
+        self._pi = np.zeros(self.rls_taps)
+        self.mix = np.zeros(MIX_STATE_SIZE)
+        """(3,) float64 mixing state [a, lam, p]; lam is the weight of the FxNLMS component."""
+        reset_mix(self.mix)
+        self._energy = np.zeros(1)
+        self._xbuf = np.zeros(self._hx + max_block)
+        self._fxbuf = np.zeros(self._hf + max_block)
+        self._ybuf = np.zeros(self._hy + max_block)
+
+    @property
+    def w(self) -> np.ndarray:
+        """(fx_taps,) float64 FxNLMS coefficients in natural order; a writable view."""
+        return self._w1r[::-1]
+
+    @property
+    def w_rls(self) -> np.ndarray:
+        """(rls_taps,) float64 FxRLS coefficients in natural order; a writable view."""
+        return self._w2r[::-1]
+
+    @property
+    def mix_weight(self) -> float:
+        """lam, the FxNLMS share of the output (1 - lam goes to the FxRLS)."""
+        return float(self.mix[MIX_LAMBDA])
+
+    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
+        """x (B,) reference block, e (B,) measured error block, y (B,) anti-noise output; float64."""
+        block = x.shape[0]
+        if block + self._hf > self._fxbuf.shape[0]:
+            self._xbuf = grown_history(self._xbuf, self._hx, block)
+            self._fxbuf = grown_history(self._fxbuf, self._hf, block)
+            self._ybuf = grown_history(self._ybuf, self._hy, block)
+        hybrid_block(
+            self._w1r, self._w2r, self.p, self._pi, self.mix, self._energy, self._sr, self._delay,
+            self._xbuf, self._hx, self._fxbuf, self._hf, self._ybuf, self._hy, x, e, y,
+            self.mu, self.lam, self.leakage, self.eps, self.delta, self.max_trace, self.mu_mix,
+        )  # fmt: skip
+
+    def reset(self) -> None:
+        self._w1r[:] = 0.0
+        self._w2r[:] = 0.0
+        reset_inverse_correlation(self.p, self.delta)
+        reset_mix(self.mix)
+        self._energy[0] = 0.0
+        self._xbuf[:] = 0.0
+        self._fxbuf[:] = 0.0
+        self._ybuf[:] = 0.0

@@ -1,0 +1,270 @@
+"""The secondary path (speaker -> error mic, including the loop's electronic delay) and its start-up
+identification.
+
+`SecondaryPathIdentifier` plays low-level white probe noise on every speaker at once (independent
+sequences, so each channel's cross paths are just uncorrelated disturbance) through the real output
+buffers, so the fitted response contains the whole loop delay (2 blocks + converters + acoustics). It fits
+a long FIR from each speaker's output to its error mic with NLMS while the primary noise is still there: a
+second NLMS branch from the reference mic to the error mic runs jointly and removes the part of the
+primary noise the reference can explain, which otherwise swamps a probe 20 dB below it. Each branch is
+normalised by its own input energy. The step size decays geometrically over the probe (fast start, low
+misadjustment at the end). The bulk delay is the first coefficient above `onset_fraction` of the peak,
+minus `onset_margin_samples`; the `secondary_path_taps` coefficients after it are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from agent.dsp.primitives import FASTMATH, dot, leaky_update, shift_history
+from agent.profiles import Profile
+
+
+@dataclass(frozen=True)
+class SecondaryPath:
+    """A measured secondary path: `delay_samples` of pure delay, then the FIR `fir`."""
+
+    delay_samples: int
+    fir: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.delay_samples, bool) or int(self.delay_samples) != self.delay_samples:
+            raise ValueError(f"delay_samples: {self.delay_samples!r} must be an integer >= 0")
+        if self.delay_samples < 0:
+            raise ValueError(f"delay_samples: {self.delay_samples} must be >= 0")
+        fir = np.ascontiguousarray(self.fir, dtype=np.float64)
+        if fir.ndim != 1 or fir.shape[0] == 0:
+            raise ValueError(f"fir: must be a non-empty 1-D array, got shape {fir.shape}")
+        if not np.all(np.isfinite(fir)):
+            raise ValueError("fir: contains NaN or Inf")
+        fir.setflags(write=False)
+        object.__setattr__(self, "delay_samples", int(self.delay_samples))
+        object.__setattr__(self, "fir", fir)
+
+    @property
+    def taps(self) -> int:
+        return int(self.fir.shape[0])
+
+    def impulse_response(self) -> np.ndarray:
+        """(delay_samples + taps,) float64: zeros for the bulk delay, then the FIR."""
+        return np.concatenate([np.zeros(self.delay_samples), self.fir])
+
+    @classmethod
+    def from_impulse_response(
+        cls, h: np.ndarray, taps: int, onset_fraction: float = 0.2, onset_margin_samples: int = 4
+    ) -> SecondaryPath:
+        """Split a full response h (K,) into bulk delay + `taps` coefficients (zero-padded if h is short).
+
+        The onset is the first |h[k]| >= onset_fraction * max|h|; the delay starts `onset_margin_samples`
+        before it (never below 0). ValueError when h is all zero or not finite.
+        """
+        h = np.asarray(h, dtype=np.float64)
+        peak = float(np.max(np.abs(h))) if h.size else 0.0
+        if not np.isfinite(peak) or peak == 0.0:
+            raise ValueError("impulse response: all zero or not finite; no secondary path was measured")
+        onset = int(np.argmax(np.abs(h) >= onset_fraction * peak))
+        delay = max(0, onset - onset_margin_samples)
+        fir = np.zeros(taps)
+        part = h[delay : delay + taps]
+        fir[: part.shape[0]] = part
+        return cls(delay, fir)
+
+
+def secondary_paths_to_dict(paths: list[SecondaryPath]) -> dict[str, np.ndarray]:
+    """Arrays for storage: `delay_samples` (C,) int64 and `fir` (C, taps) float64."""
+    taps = max(p.taps for p in paths)
+    fir = np.zeros((len(paths), taps))
+    for c, p in enumerate(paths):
+        fir[c, : p.taps] = p.fir
+    return {"delay_samples": np.array([p.delay_samples for p in paths], dtype=np.int64), "fir": fir}
+
+
+def secondary_paths_from_dict(arrays: dict[str, np.ndarray]) -> list[SecondaryPath]:
+    """The inverse of `secondary_paths_to_dict`; ValueError naming the key when something is missing."""
+    for key in ("delay_samples", "fir"):
+        if key not in arrays:
+            raise ValueError(f"{key}: missing (required keys: delay_samples, fir)")
+    delays = np.asarray(arrays["delay_samples"])
+    fir = np.asarray(arrays["fir"], dtype=np.float64)
+    if delays.ndim != 1 or fir.ndim != 2 or fir.shape[0] != delays.shape[0]:
+        raise ValueError(
+            f"fir: shape {fir.shape} does not match delay_samples shape {delays.shape} (want (C, taps), (C,))"
+        )
+    return [SecondaryPath(int(d), f) for d, f in zip(delays, fir, strict=True)]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def identify_block(
+    indata: np.ndarray,
+    outdata: np.ndarray,
+    ref_ch: np.ndarray,
+    err_ch: np.ndarray,
+    spk_ch: np.ndarray,
+    probe: np.ndarray,
+    probe_pos: int,
+    hr: np.ndarray,
+    gr: np.ndarray,
+    ubuf: np.ndarray,
+    xbuf: np.ndarray,
+    energy: np.ndarray,
+    stats: np.ndarray,
+    mu: float,
+    adapt: bool,
+) -> int:
+    """One block of identification for every channel; returns the count of non-finite input samples.
+
+    indata (B, n_in) float32; outdata (B, n_out) float32, written (probe on speaker c, zeros elsewhere);
+    probe (C, total) float64 probe sequences, this block reads probe[:, probe_pos : probe_pos + B];
+    hr (C, K) reversed speaker->error FIR; gr (C, G) reversed reference->error FIR; ubuf (C, K + B) and
+    xbuf (C, G + B) histories (newest sample of block index n at [K + n] / [G + n]); energy (C, 2) running
+    ||u||^2, ||x||^2; stats (C, 2) accumulated error-mic power and residual power (for the fit quality).
+    """
+    block = indata.shape[0]
+    n_ch = hr.shape[0]
+    k_taps = hr.shape[1]
+    g_taps = gr.shape[1]
+    bad = 0
+    for n in range(block):
+        for j in range(outdata.shape[1]):
+            outdata[n, j] = 0.0
+    for c in range(n_ch):
+        h = hr[c]
+        g = gr[c]
+        ub = ubuf[c]
+        xb = xbuf[c]
+        eu = energy[c, 0]
+        ex = energy[c, 1]
+        for n in range(block):
+            un = probe[c, probe_pos + n]
+            outdata[n, spk_ch[c]] = np.float32(un)
+            xn = np.float64(indata[n, ref_ch[c]])
+            en = np.float64(indata[n, err_ch[c]])
+            if not np.isfinite(xn):
+                xn = 0.0
+                bad += 1
+            if not np.isfinite(en):
+                en = 0.0
+                bad += 1
+            old_u = ub[n]
+            ub[k_taps + n] = un
+            eu += un * un - old_u * old_u
+            old_x = xb[n]
+            xb[g_taps + n] = xn
+            ex += xn * xn - old_x * old_x
+            if eu < 0.0:
+                eu = 0.0
+            if ex < 0.0:
+                ex = 0.0
+            if adapt:
+                pred = dot(h, 0, ub, n + 1, k_taps) + dot(g, 0, xb, n + 1, g_taps)
+                err = en - pred
+                stats[c, 0] += en * en
+                stats[c, 1] += err * err
+                leaky_update(h, 1.0, 0.5 * mu * err / (1e-12 + eu), ub, n + 1, k_taps)
+                leaky_update(g, 1.0, 0.5 * mu * err / (1e-12 + ex), xb, n + 1, g_taps)
+        energy[c, 0] = eu
+        energy[c, 1] = ex
+        shift_history(ub, k_taps, block)
+        shift_history(xb, g_taps, block)
+    return bad
+
+
+class IdentificationError(RuntimeError):
+    """The secondary path could not be measured (no response on a channel, or asked for too early)."""
+
+
+class SecondaryPathIdentifier:
+    """Start-up identification: plays a low-level probe noise on each speaker, fits an FIR with NLMS."""
+
+    MU_START = 0.5
+    MU_END = 0.01
+
+    def __init__(self, profile: Profile, max_delay_samples: int | None = None, seed: int = 0) -> None:
+        fmt = profile.audio
+        ch = profile.channels
+        ctl = profile.controller
+        self.profile = profile
+        if max_delay_samples is None:
+            # the loop (2 blocks + converters) plus 10 ms of acoustic propagation
+            max_delay_samples = 2 * fmt.block_size + profile.converter_delay_samples + fmt.samples(0.010)
+        if max_delay_samples < 0:
+            raise ValueError(f"max_delay_samples: {max_delay_samples} must be >= 0")
+        self.max_delay_samples = int(max_delay_samples)
+        self.secondary_taps = int(ctl.secondary_path_taps)
+        self.fit_taps = self.max_delay_samples + self.secondary_taps
+        self.primary_taps = int(ctl.taps.default)
+        self.level_rms = 10.0 ** (ctl.probe_level_dbfs / 20.0)
+        settle_blocks = -(-(2 * fmt.block_size + profile.converter_delay_samples) // fmt.block_size) + 1
+        self.total_blocks = fmt.blocks(ctl.probe_s) + settle_blocks
+        n_ch = ch.controllers
+        block = fmt.block_size
+        rng = np.random.default_rng(seed)
+        self._probe = np.clip(rng.standard_normal((n_ch, self.total_blocks * block)), -4.0, 4.0)
+        self._probe *= self.level_rms
+        self._hr = np.zeros((n_ch, self.fit_taps))
+        self._gr = np.zeros((n_ch, self.primary_taps))
+        self._max_block = block
+        self._ubuf = np.zeros((n_ch, self.fit_taps + block))
+        self._xbuf = np.zeros((n_ch, self.primary_taps + block))
+        self._energy = np.zeros((n_ch, 2))
+        self._stats = np.zeros((n_ch, 2))
+        self._ref = np.array(ch.reference_mics, dtype=np.int64)
+        self._err = np.array(ch.error_mics, dtype=np.int64)
+        self._spk = np.array(ch.speakers, dtype=np.int64)
+        self._blocks_done = 0
+        self._pos = 0
+        self.nonfinite_count = 0
+
+    @property
+    def done(self) -> bool:
+        """True once probe_s seconds of probe (plus the loop's settling blocks) have been processed."""
+        return self._blocks_done >= self.total_blocks
+
+    def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
+        """One audio block: indata (B, n_in) float32, outdata (B, n_out) float32 (probe written here).
+
+        B must be the profile's block size (smaller blocks are accepted). After `done`, writes silence.
+        """
+        block = indata.shape[0]
+        if self.done or block > self._max_block:
+            outdata.fill(0.0)
+            return
+        progress = self._blocks_done / self.total_blocks
+        mu = self.MU_START * (self.MU_END / self.MU_START) ** progress
+        remaining = self._probe.shape[1] - self._pos
+        block = min(block, remaining)
+        self.nonfinite_count += identify_block(
+            indata[:block], outdata[:block], self._ref, self._err, self._spk, self._probe, self._pos,
+            self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats, mu, True,
+        )  # fmt: skip
+        self._pos += block
+        self._blocks_done += 1
+
+    def impulse_responses(self) -> np.ndarray:
+        """(C, fit_taps) float64: the full fitted speaker -> error-mic responses (delay included)."""
+        return self._hr[:, ::-1].copy()
+
+    def residual_db(self) -> np.ndarray:
+        """(C,) float64: residual power of the joint fit relative to the error-mic power, in dB."""
+        return 10.0 * np.log10((self._stats[:, 1] + 1e-30) / (self._stats[:, 0] + 1e-30))
+
+    def result(self, onset_fraction: float = 0.2, onset_margin_samples: int = 4) -> list[SecondaryPath]:
+        """One SecondaryPath per controller channel; IdentificationError if not done or a channel is dead."""
+        if not self.done:
+            raise IdentificationError(
+                f"identification still running ({self._blocks_done}/{self.total_blocks} blocks)"
+            )
+        paths = []
+        for c, h in enumerate(self.impulse_responses()):
+            try:
+                paths.append(
+                    SecondaryPath.from_impulse_response(
+                        h, self.secondary_taps, onset_fraction, onset_margin_samples
+                    )
+                )
+            except ValueError as exc:
+                raise IdentificationError(f"channel {c} (speaker {self._spk[c]}): {exc}") from exc
+        return paths
