@@ -392,6 +392,7 @@ class ShadowClient:
             log.exception("ControlPort.current_settings failed")
             current = {}
         changes = {k: v for k, v in settings.items() if not _same(current.get(k), v)}
+        applied_before = self.stats.applied
         while changes:
             try:
                 self._control.apply_settings(dict(changes))
@@ -417,9 +418,8 @@ class ShadowClient:
             log.warning("desired config rejected: %s", rejections[0].document())
         elif settings:
             self.last_rejection = None
-        self._save_state(
-            CONFIG, {"version": self.versions[CONFIG], "applied": jsonable(self._safe_settings())}
-        )
+        if self.stats.applied != applied_before:  # keep the last accepted settings in the state dir
+            self._save_state(CONFIG, {"version": self.versions[CONFIG], "applied": self._safe_settings()})
 
     def _safe_settings(self) -> dict[str, Any]:
         try:

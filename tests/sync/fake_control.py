@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,16 @@ MODES = ("anc", "passthrough", "off")
 COMMAND_TYPES = ("emergency_passthrough", "classification", "capture")
 
 
+@cache
+def _default_profile() -> Profile:
+    return load_profile()
+
+
 class FakeControl:
     def __init__(
         self, profile: Profile | None = None, coefficient_shapes: dict[str, tuple[int, ...]] | None = None
     ):
-        self.profile = profile or load_profile()
+        self.profile = profile or _default_profile()
         c = self.profile.controller
         self.settings: dict[str, Any] = {
             "mode": "anc",
