@@ -4,8 +4,8 @@
 calls once per block. It runs the current processing stage (the start-up secondary-path identifier, the
 Controller, or silence) with ONE numba call, then writes the block's measurements with one more
 (`agent.audio.rings.record_block`): processing time (perf_counter_ns at entry and after the stage),
-error/reference/output power from the stage's metrics vector, the xrun flags PortAudio reported, and
-the reference-mic samples of controller 0 for the feature extractor and the safety detector.
+error/reference/output/disturbance power from the stage's metrics vector, the xrun flags PortAudio
+reported, and the reference-mic samples of controller 0 for the feature extractor and safety detector.
 
 Rules of the audio thread, and how they are kept:
 - no allocation: every array is preallocated; flags are read as plain bools into a small int; the only
@@ -33,6 +33,7 @@ import numpy as np
 from agent.audio.rings import (
     C_BAD_FRAMES,
     C_UNEXPECTED,
+    N_POWERS,
     W_BLOCKS,
     XRUN_INPUT_OVERFLOW,
     XRUN_INPUT_UNDERFLOW,
@@ -49,7 +50,7 @@ STAGE_IDENTIFY = 1
 STAGE_CONTROL = 2
 STAGE_NAMES = ("silence", "identify", "control")
 
-_NO_METRICS = np.full(3, -1, dtype=np.int64)
+_NO_METRICS = np.full(N_POWERS, -1, dtype=np.int64)
 
 
 class BlockProcessor(Protocol):
@@ -70,7 +71,8 @@ class Silence:
 class Stage:
     """What the callback runs: a processor, its metrics vector and where the powers sit in it.
 
-    metric_index: (3,) int64 positions of error, reference and output power in `metrics` (-1: absent).
+    metric_index: (N_POWERS,) int64 positions of the error, reference, output and disturbance power in
+    `metrics` (agent.audio.rings.P_*); -1 where the stage has none (the block is measured instead).
     """
 
     processor: BlockProcessor
@@ -118,8 +120,8 @@ class Engine:
     # ----- control thread -----
     def install(self, stage: Stage) -> None:
         """Make `stage` the one the next block runs (a single attribute store: atomic for the callback)."""
-        if stage.metric_index.dtype != np.int64 or stage.metric_index.shape != (3,):
-            raise ValueError("stage.metric_index must be an int64 array of shape (3,)")
+        if stage.metric_index.dtype != np.int64 or stage.metric_index.shape != (N_POWERS,):
+            raise ValueError(f"stage.metric_index must be an int64 array of shape ({N_POWERS},)")
         self._stage = stage
 
     @property

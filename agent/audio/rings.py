@@ -38,6 +38,8 @@ XRUN_NAMES = ("input_underflow", "input_overflow", "output_underflow", "output_o
 P_ERROR = 0
 P_REFERENCE = 1
 P_OUTPUT = 2
+P_DISTURBANCE = 3  # the controller's estimate of the uncontrolled error (d^ = e - S^ * y)
+N_POWERS = 4
 
 
 @njit(cache=True)
@@ -65,10 +67,11 @@ def record_block(
     channels: (3, C) int64, rows: error mic, reference mic and speaker column of each controller (used to
     measure a power the stage's metrics do not hold). ref_channel: the column copied to `samples`.
     t0_ns, t1_ns: perf_counter_ns at callback entry and after the processing stage returned.
-    metrics: the stage's float64 metrics vector; metric_index: int64 (3,) positions of the error,
-    reference and output power in it (-1 = not in this stage's metrics: measured here from the block as
-    the mean square per controller channel, summed over controllers, like the Controller does).
-    ring_proc_ns: (cap,) int64 processing time in ns; ring_power: (cap, 3) float64; ring_xrun,
+    metrics: the stage's float64 metrics vector; metric_index: int64 (N_POWERS,) positions of the error,
+    reference, output and disturbance power in it (-1 = not in this stage's metrics: measured here from
+    the block as the mean square per controller channel, summed over controllers, like the Controller
+    does; with no controller running, the disturbance is the error itself).
+    ring_proc_ns: (cap,) int64 processing time in ns; ring_power: (cap, N_POWERS) float64; ring_xrun,
     ring_stage: (cap,) uint8; samples: (scap,) float32; both capacities are powers of two.
     """
     cap = ring_proc_ns.shape[0]
@@ -76,15 +79,16 @@ def record_block(
     i = w & (cap - 1)
     ring_proc_ns[i] = t1_ns - t0_ns
     frames = indata.shape[0]
-    for k in range(3):
+    for k in range(N_POWERS):
         m = metric_index[k]
         if 0 <= m < metrics.shape[0]:
             ring_power[i, k] = metrics[m]
             continue
         block = outdata if k == P_OUTPUT else indata
+        row = P_ERROR if k == P_DISTURBANCE else k
         acc = 0.0
         for c in range(channels.shape[1]):
-            col = channels[k, c]
+            col = channels[row, c]
             if 0 <= col < block.shape[1] and block.shape[0] == frames and frames > 0:
                 sq = 0.0
                 for n in range(frames):
@@ -128,7 +132,7 @@ def _pow2_at_least(n: int) -> int:
 @dataclass(frozen=True, slots=True)
 class BlockRecords:
     """Blocks drained from the ring, oldest first. proc_ns: (n,) int64 processing time in ns;
-    power: (n, 3) float64 mean squares (columns P_ERROR, P_REFERENCE, P_OUTPUT); xrun: (n,) uint8 bits;
+    power: (n, N_POWERS) float64 mean squares (columns P_*); xrun: (n,) uint8 bits;
     stage: (n,) uint8 stage codes; lost: blocks overwritten before they could be read."""
 
     proc_ns: np.ndarray
@@ -149,7 +153,7 @@ class MeasurementRings:
         scap = _pow2_at_least(sample_capacity)
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
         self.proc_ns = np.zeros(cap, dtype=np.int64)
-        self.power = np.zeros((cap, 3), dtype=np.float64)
+        self.power = np.zeros((cap, N_POWERS), dtype=np.float64)
         self.xrun = np.zeros(cap, dtype=np.uint8)
         self.stage = np.zeros(cap, dtype=np.uint8)
         self.samples = np.zeros(scap, dtype=np.float32)

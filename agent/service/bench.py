@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,33 @@ def _nrt_live() -> int | None:
     )  # fmt: skip
 
 
+def net_allocations(
+    run: Callable[[], None], warmup: Callable[[], None] | None = None
+) -> tuple[int, int, int | None]:
+    """Run `run()` under tracemalloc; returns the change in the number of memory blocks (and bytes) held
+    that were allocated with engine, ring or dsp code on the stack, and the change in live numba NRT
+    allocations. Zero means nothing accumulates per block. `warmup` (default: `run`) runs traced before
+    the first snapshot, so objects that are merely replaced (a counter attribute) are traced on both sides.
+    """
+    enable_nrt_stats()
+    tracemalloc.start(32)
+    (warmup or run)()
+    filters = [tracemalloc.Filter(True, pattern, all_frames=True) for pattern in _OUR_CODE]
+    before = tracemalloc.take_snapshot().filter_traces(filters)
+    nrt_before = _nrt_live()
+    try:
+        run()
+    finally:
+        nrt_after = _nrt_live()
+        after = tracemalloc.take_snapshot().filter_traces(filters)
+        tracemalloc.stop()
+    # Totals, not per call site: an object replaced by a new one (a counter attribute) nets to zero.
+    count = len(after.traces) - len(before.traces)
+    size = sum(t.size for t in after.traces) - sum(t.size for t in before.traces)
+    nrt = None if nrt_before is None or nrt_after is None else nrt_after - nrt_before
+    return count, size, nrt
+
+
 def enable_nrt_stats() -> None:
     from numba.core.runtime import _nrt_python as nrt
 
@@ -51,7 +79,13 @@ def enable_nrt_stats() -> None:
 
 def bench_engine(profile: Profile, algorithm: str = "fxnlms", taps: int = 256) -> Any:
     """An Engine with a Controller installed, built on the plant's true secondary paths."""
-    from agent.dsp.controller import M_ERROR_POWER, M_OUTPUT_POWER, M_REFERENCE_POWER, Controller
+    from agent.dsp.controller import (
+        M_DISTURBANCE_POWER,
+        M_ERROR_POWER,
+        M_OUTPUT_POWER,
+        M_REFERENCE_POWER,
+        Controller,
+    )
     from agent.dsp.secondary_path import SecondaryPath
     from agent.engine import STAGE_CONTROL, Engine, Stage
     from agent.service.settings import default_settings, merge_desired
@@ -65,7 +99,7 @@ def bench_engine(profile: Profile, algorithm: str = "fxnlms", taps: int = 256) -
     settings = merge_desired(profile, default_settings(profile), {"algorithm": algorithm, "taps": taps})
     controller = Controller(profile, secondary, settings.controller)
     engine = Engine(profile)
-    index = np.array([M_ERROR_POWER, M_REFERENCE_POWER, M_OUTPUT_POWER], dtype=np.int64)
+    index = np.array([M_ERROR_POWER, M_REFERENCE_POWER, M_OUTPUT_POWER, M_DISTURBANCE_POWER], dtype=np.int64)
     engine.install(Stage(controller, STAGE_CONTROL, controller.metrics, index))
     return engine, plant
 
@@ -89,12 +123,12 @@ def _run_blocks(engine: Any, plant: Any, blocks: int, portaudio: bool) -> None:
     target = engine.blocks + blocks
     backend.start(engine.callback)
     try:
+        callback_figures.last_latency = backend.latency  # type: ignore[attr-defined]
         deadline = time.monotonic() + 60.0
         while engine.blocks < target and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         backend.stop()
-    callback_figures.last_latency = backend.latency  # type: ignore[attr-defined]
 
 
 def callback_figures(
@@ -120,19 +154,11 @@ def callback_figures(
     enable_nrt_stats()
     _run_blocks(engine, plant, 200, portaudio)
     alloc_blocks = max(1000, blocks // 4)
-    tracemalloc.start(32)
-    filters = [tracemalloc.Filter(True, pattern, all_frames=True) for pattern in _OUR_CODE]
-    before = tracemalloc.take_snapshot().filter_traces(filters)
-    nrt_before = _nrt_live()
     start_blocks = engine.blocks
-    _run_blocks(engine, plant, alloc_blocks, portaudio)
+    net_count, net_bytes, nrt_change = net_allocations(
+        lambda: _run_blocks(engine, plant, alloc_blocks, portaudio)
+    )
     done_blocks = engine.blocks - start_blocks
-    nrt_after = _nrt_live()
-    after = tracemalloc.take_snapshot().filter_traces(filters)
-    tracemalloc.stop()
-    diff = after.compare_to(before, "traceback")
-    net_count = sum(d.count_diff for d in diff if d.count_diff > 0)
-    net_bytes = sum(d.size_diff for d in diff if d.size_diff > 0)
     latency = getattr(callback_figures, "last_latency", None)
     return {
         "path": "portaudio-alsa-null" if portaudio else "direct",
@@ -152,7 +178,7 @@ def callback_figures(
         "net_allocations": net_count,
         "net_allocated_bytes": net_bytes,
         "allocations_per_block": round(net_count / max(done_blocks, 1), 6),
-        "nrt_live_change": None if nrt_before is None or nrt_after is None else nrt_after - nrt_before,
+        "nrt_live_change": nrt_change,
         "callback_faults": engine.counter(C_UNEXPECTED),
         "stream_latency_s": None if latency is None or not portaudio else [latency.input_s, latency.output_s],
     }

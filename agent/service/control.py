@@ -33,13 +33,13 @@ import numpy as np
 from agent import __version__
 from agent.audio.rings import C_BAD_FRAMES, C_NONFINITE_IN, C_UNEXPECTED, W_SAMPLES
 from agent.dsp.controller import (
+    M_DISTURBANCE_POWER,
     M_DIVERGENCE_COUNT,
     M_ERROR_POWER,
     M_LIMITER_COUNT,
     M_NONFINITE_COUNT,
     M_OUTPUT_POWER,
     M_REFERENCE_POWER,
-    MODE_OFF,
     MODE_PASSTHROUGH,
     Controller,
 )
@@ -132,9 +132,6 @@ class ControlService:
         secondary = self._checkpoint_secondary(ckpt)
         if ckpt is not None and secondary is not None:
             self._build_controller(secondary, ckpt.coefficients)
-            baseline = ckpt.meta.get("baseline_ratio")
-            if isinstance(baseline, int | float) and baseline > 0:
-                self.telemetry.baseline_ratio = float(baseline)
             log.info("warm start from the checkpoint written at %s", ckpt.meta.get("written_at"))
             return "warm"
         self.identifier = SecondaryPathIdentifier(self.profile)
@@ -178,7 +175,9 @@ class ControlService:
             self._pending_coefficients = None
             self.controller = controller
             self.secondary = list(secondary)
-            metric_index = np.array([M_ERROR_POWER, M_REFERENCE_POWER, M_OUTPUT_POWER], dtype=np.int64)
+            metric_index = np.array(
+                [M_ERROR_POWER, M_REFERENCE_POWER, M_OUTPUT_POWER, M_DISTURBANCE_POWER], dtype=np.int64
+            )
             self.engine.install(Stage(controller, STAGE_CONTROL, controller.metrics, metric_index))
             self.identifier = None
 
@@ -323,10 +322,7 @@ class ControlService:
 
     def _send_telemetry(self) -> None:
         stage = self.engine.stage.code
-        mode = self.effective_mode
-        uncontrolled = stage == STAGE_IDENTIFY or (
-            stage == STAGE_CONTROL and self._effective_mode == MODE_OFF
-        )
+        mode = self.effective_mode if stage == STAGE_CONTROL else "off"
         extra: dict[str, Any] = {"stage": STAGE_NAMES[stage], "safety_override": self.safety.override}
         if self.controller is not None:
             m = self.controller.metrics
@@ -336,11 +332,8 @@ class ControlService:
                 nonfinite_count=int(m[M_NONFINITE_COUNT]),
             )
         extra["callback_faults"] = self.engine.counter(C_UNEXPECTED)
-        rec = self.telemetry.record(
-            mode if stage == STAGE_CONTROL else STAGE_NAMES[stage], uncontrolled, extra
-        )
-        if stage != STAGE_CONTROL:
-            rec["mode"] = mode
+        rec = self.telemetry.record(mode, extra)
+        rec["mode"] = self.effective_mode
         self.last_telemetry = rec
         self.uplink.telemetry(rec)
         if rec["xruns"] >= XRUN_BURST:
@@ -382,7 +375,6 @@ class ControlService:
                 "profile": self.profile.name,
                 "agent_version": __version__,
                 "settings": self.settings.to_shadow(),
-                "baseline_ratio": self.telemetry.baseline_ratio,
             }
             ckpt = Checkpoint(
                 coefficients=coeffs,

@@ -4,8 +4,9 @@
 `from_profile` owns the bounds checks) with the two tunables the controller does not know:
 `telemetry_interval_s` and `offload` (send log-mel frames to the cloud). `merge_desired` is the single
 place a desired document (shadow delta, config file overrides, SIGHUP reload) becomes new settings: every
-key is checked, the result is complete and valid or a ValueError names the field and the allowed values
-and nothing changes.
+key is checked, the result is complete and valid or a ValueError names the field (by its shadow name,
+first in the message: `mu: 3.0 is outside [0.0001, 1] for profile hvac-duct-16k`) and the allowed
+values, and nothing changes.
 """
 
 from __future__ import annotations
@@ -128,5 +129,8 @@ def merge_desired(profile: Profile, current: AgentSettings, desired: Mapping[str
         "mode": current.controller.mode,
     }
     base.update(overrides)
-    controller = ControllerSettings.from_profile(profile, **base)
+    try:
+        controller = ControllerSettings.from_profile(profile, **base)
+    except ValueError as exc:  # the Controller names fields "controller.<key>"; shadow names are bare
+        raise ValueError(str(exc).removeprefix("controller.")) from None
     return replace(current, controller=controller, telemetry_interval_s=telemetry_interval_s, offload=offload)

@@ -5,11 +5,10 @@ p50/p99 (µs and as a share of the block period), xruns by kind, blocks, blocks 
 of the process (all threads, 100 = one core), mode, sequence number.
 
 Attenuation estimate: the true attenuation needs the error signal without control, which a running
-device never hears. The estimate compares the error-to-reference power ratio (the primary path's gain,
-independent of how loud the noise is) with the same ratio measured while nothing was cancelling (the
-start-up identification, whose probe is 20 dB or more below the noise, or mode `off`):
-`attenuation_db = 10 log10(baseline_ratio / ratio)`. It is None until a baseline exists (warm restarts
-take the baseline from the checkpoint) and outside mode `anc`.
+device never hears. The Controller estimates it per block as d^ = e - S^ * y (the error mic minus the
+anti-noise as heard through the identified secondary path) and reports its power
+(`M_DISTURBANCE_POWER`); `attenuation_db = 10 log10(sum of d^ power / sum of error power)` over the
+interval, reported in mode `anc` only (None otherwise).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.audio.rings import P_ERROR, P_REFERENCE, XRUN_NAMES, BlockRecords
+from agent.audio.rings import P_DISTURBANCE, P_ERROR, P_REFERENCE, XRUN_NAMES, BlockRecords
 
 _FLOOR = 1e-20
 
@@ -35,10 +34,8 @@ def power_dbfs(mean_square: float) -> float | None:
 class TelemetryAggregator:
     """Accumulates drained blocks and turns them into one record per interval."""
 
-    def __init__(self, block_period_s: float, baseline_smoothing: float = 0.2) -> None:
+    def __init__(self, block_period_s: float) -> None:
         self.block_period_us = block_period_s * 1e6
-        self.baseline_ratio: float | None = None
-        self._alpha = baseline_smoothing
         self._seq = 0
         self._reset_interval()
         self._cpu_t = time.process_time()
@@ -49,6 +46,7 @@ class TelemetryAggregator:
         self._proc: list[np.ndarray] = []
         self._err_sum = 0.0
         self._ref_sum = 0.0
+        self._dist_sum = 0.0
         self._n_power = 0
         self._xruns = dict.fromkeys(XRUN_NAMES, 0)
         self._blocks = 0
@@ -63,9 +61,11 @@ class TelemetryAggregator:
         self._blocks += n
         self._proc.append(records.proc_ns)
         err, ref = records.power[:, P_ERROR], records.power[:, P_REFERENCE]
-        ok = np.isfinite(err) & np.isfinite(ref)
+        dist = records.power[:, P_DISTURBANCE]
+        ok = np.isfinite(err) & np.isfinite(ref) & np.isfinite(dist)
         self._err_sum += float(err[ok].sum())
         self._ref_sum += float(ref[ok].sum())
+        self._dist_sum += float(dist[ok].sum())
         self._n_power += int(ok.sum())
         bits = records.xrun
         if bits.any():
@@ -74,26 +74,19 @@ class TelemetryAggregator:
                 self._xruns[name] += hits
                 self.total_xruns += hits
 
-    def ratio(self) -> float | None:
-        """Error-to-reference power ratio of the interval so far, None without data."""
-        if self._n_power == 0 or self._ref_sum <= _FLOOR:
+    def attenuation_db(self) -> float | None:
+        """10 log10(d^ power / error power) over the interval so far, None without data."""
+        if self._n_power == 0 or self._dist_sum <= _FLOOR:
             return None
-        return max(self._err_sum, _FLOOR) / self._ref_sum
+        return round(10.0 * math.log10(self._dist_sum / max(self._err_sum, _FLOOR)), 2)
 
-    def record(self, mode: str, uncontrolled: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Close the interval and return its record. `uncontrolled`: nothing was cancelling during this
-        interval (identification or mode off), so its ratio updates the attenuation baseline."""
+    def record(self, mode: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Close the interval and return its record (`mode`: the effective mode during the interval)."""
         now_wall, now_cpu = time.monotonic(), time.process_time()
         wall = max(now_wall - self._wall_t, 1e-9)
         cpu_pct = 100.0 * (now_cpu - self._cpu_t) / wall
         self._wall_t, self._cpu_t = now_wall, now_cpu
-        ratio = self.ratio()
-        if uncontrolled and ratio is not None:
-            b = self.baseline_ratio
-            self.baseline_ratio = ratio if b is None else (1 - self._alpha) * b + self._alpha * ratio
-        attenuation_db = None
-        if mode == "anc" and not uncontrolled and ratio is not None and self.baseline_ratio is not None:
-            attenuation_db = round(10.0 * math.log10(self.baseline_ratio / ratio), 2)
+        attenuation_db = self.attenuation_db() if mode == "anc" else None
         proc_us = np.concatenate(self._proc) / 1e3 if self._proc else np.zeros(0)
         p50 = float(np.percentile(proc_us, 50)) if proc_us.size else None
         p99 = float(np.percentile(proc_us, 99)) if proc_us.size else None

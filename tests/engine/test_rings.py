@@ -6,6 +6,7 @@ import numpy as np
 
 from agent.audio.rings import (
     C_NONFINITE_IN,
+    P_DISTURBANCE,
     P_ERROR,
     P_OUTPUT,
     P_REFERENCE,
@@ -15,15 +16,15 @@ from agent.audio.rings import (
 
 B = 16
 CHANNELS = np.array([[1], [0], [0]], dtype=np.int64)  # error mic 1, reference mic 0, speaker 0
-NO_METRICS = np.full(3, -1, dtype=np.int64)
+NO_METRICS = np.full(4, -1, dtype=np.int64)
 
 
 def _write(rings: MeasurementRings, indata: np.ndarray, k: int, metrics: np.ndarray | None = None) -> None:
     outdata = np.full((indata.shape[0], 1), 0.5, dtype=np.float32)
-    index = NO_METRICS if metrics is None else np.arange(3, dtype=np.int64)
+    index = NO_METRICS if metrics is None else np.arange(4, dtype=np.int64)
     record_block(
         indata, outdata, CHANNELS, 0, 1000 * k, 1000 * k + 10 + k, k & 15, 2,
-        np.zeros(3) if metrics is None else metrics, index,
+        np.zeros(4) if metrics is None else metrics, index,
         rings.proc_ns, rings.power, rings.xrun, rings.stage, rings.samples, rings.counters,
     )  # fmt: skip
 
@@ -57,8 +58,9 @@ def test_powers_are_measured_from_the_block_when_the_stage_has_no_metrics() -> N
     assert rec.power[0, P_ERROR] == 4.0  # error mic holds 2.0
     assert np.isclose(rec.power[0, P_REFERENCE], np.mean(x[:, 0].astype(np.float64) ** 2))
     assert rec.power[0, P_OUTPUT] == 0.25
-    _write(rings, x, 1, metrics=np.array([7.0, 8.0, 9.0]))
-    assert rings.drain_blocks().power[0].tolist() == [7.0, 8.0, 9.0]
+    assert rec.power[0, P_DISTURBANCE] == 4.0  # nothing cancels: the disturbance is the error itself
+    _write(rings, x, 1, metrics=np.array([7.0, 8.0, 9.0, 10.0]))
+    assert rings.drain_blocks().power[0].tolist() == [7.0, 8.0, 9.0, 10.0]
 
 
 def test_a_slow_reader_counts_lost_blocks_and_gets_only_intact_ones() -> None:
