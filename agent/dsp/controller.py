@@ -7,7 +7,8 @@ algorithm changes, limits the output and writes `outdata` (B, n_out) float32. No
 nothing can raise in there. Every channel uses the modified filtered-x structure (see `agent.dsp.fxrls`):
 the algorithms adapt on virtual errors built from d^ = e - S^ * y, which keeps them stable whatever the loop
 delay; `fxnlms` is the long FxNLMS alone, `fxrls` the short FxRLS alone, `hybrid` their adaptive convex
-combination (`agent.dsp.hybrid`).
+combination (`agent.dsp.hybrid`). The profile's leakage applies to the FxNLMS coefficients; the RLS is
+regularised by its forgetting factor and the cap on trace(P) instead.
 
 Tunables reach the kernel through two preallocated parameter sets: `apply` (control thread) writes the
 inactive one and flips an index the kernel reads at the next block boundary. Changing `taps` or
@@ -80,7 +81,7 @@ N_XFADE = 5
 CMD_LOAD, CMD_RESET = 0, 1
 
 EPS = 1e-8
-DELTA = 1e-2
+DELTA = 1e-3  # RLS prior P0 = I / DELTA
 CROSSFADE_S = 0.005
 
 
@@ -341,7 +342,7 @@ def controller_block(
                         e1 = dh + dot(w1, 0, fb, b0, l_taps)
                         leaky_update(w1, keep, -mu * e1 / (eps + en), fb, b0, l_taps)
                     elif alg == ALG_FXRLS:
-                        fxrls_adapt(w2, p[c], pi[c], fb, hf, n, dh, lam, keep, delta, max_trace)
+                        fxrls_adapt(w2, p[c], pi[c], fb, hf, n, dh, lam, 1.0, delta, max_trace)
                     else:
                         hybrid_adapt(
                             w1, w2, p[c], pi[c], fb, hf, n, dh, en, mx, mu, keep, eps, lam, delta, max_trace,

@@ -91,7 +91,7 @@ class FxRls:
         taps: int,
         secondary: SecondaryPath,
         lam: float,
-        delta: float = 1e-2,
+        delta: float = 1e-3,
         leakage: float = 0.0,
         max_trace: float | None = None,
         max_block: int = 1024,

@@ -66,7 +66,9 @@ def hybrid_adapt(
     """One hybrid step (see the module docstring) on d^[n] = dh; returns the combined virtual error.
 
     w1r (L,) / w2r (N,) reversed FxNLMS / FxRLS coefficients; p (N, N), pi (N,) RLS state; energy: running
-    ||x'_vec||^2 over L samples; mix (3,) [a, lam, p] mixing state, updated here.
+    ||x'_vec||^2 over L samples; mix (3,) [a, lam, p] mixing state, updated here. The leakage (`keep`)
+    applies to the FxNLMS coefficients only: the RLS is regularised by its forgetting factor and trace cap,
+    and a per-sample leak would fight its gain in weakly excited directions (it costs 20+ dB on a tone).
     """
     l_taps = w1r.shape[0]
     n_taps = w2r.shape[0]
@@ -91,7 +93,7 @@ def hybrid_adapt(
     mix[MIX_LAMBDA] = 1.0 / (1.0 + np.exp(-a))
     mix[MIX_POWER] = pw
     leaky_update(w1r, keep, -mu * e1 / (eps + energy), fxbuf, b1, l_taps)
-    rls_update(w2r, p, pi, fxbuf, b2, -e2, lam, keep, delta, max_trace)
+    rls_update(w2r, p, pi, fxbuf, b2, -e2, lam, 1.0, delta, max_trace)
     return ec
 
 
@@ -177,7 +179,7 @@ class Hybrid:
         lam: float,
         leakage: float = 0.0,
         eps: float = 1e-8,
-        delta: float = 1e-2,
+        delta: float = 1e-3,
         mu_mix: float = DEFAULT_MU_MIX,
         max_trace: float | None = None,
         max_block: int = 1024,

@@ -112,6 +112,7 @@ def identify_block(
     energy: np.ndarray,
     stats: np.ndarray,
     mu: float,
+    mu_ref: float,
     adapt: bool,
 ) -> int:
     """One block of identification for every channel; returns the count of non-finite input samples.
@@ -163,8 +164,8 @@ def identify_block(
                 err = en - pred
                 stats[c, 0] += en * en
                 stats[c, 1] += err * err
-                leaky_update(h, 1.0, 0.5 * mu * err / (1e-12 + eu), ub, n + 1, k_taps)
-                leaky_update(g, 1.0, 0.5 * mu * err / (1e-12 + ex), xb, n + 1, g_taps)
+                leaky_update(h, 1.0, mu * err / (1e-12 + eu), ub, n + 1, k_taps)
+                leaky_update(g, 1.0, mu_ref * err / (1e-12 + ex), xb, n + 1, g_taps)
         energy[c, 0] = eu
         energy[c, 1] = ex
         shift_history(ub, k_taps, block)
@@ -179,8 +180,10 @@ class IdentificationError(RuntimeError):
 class SecondaryPathIdentifier:
     """Start-up identification: plays a low-level probe noise on each speaker, fits an FIR with NLMS."""
 
-    MU_START = 0.5
-    MU_END = 0.01
+    MU_START = 1.0
+    MU_END = 0.005
+    MU_REF_START = 0.05
+    MU_REF_END = 0.002
 
     def __init__(self, profile: Profile, max_delay_samples: int | None = None, seed: int = 0) -> None:
         fmt = profile.audio
@@ -234,11 +237,12 @@ class SecondaryPathIdentifier:
             return
         progress = self._blocks_done / self.total_blocks
         mu = self.MU_START * (self.MU_END / self.MU_START) ** progress
+        mu_ref = self.MU_REF_START * (self.MU_REF_END / self.MU_REF_START) ** progress
         remaining = self._probe.shape[1] - self._pos
         block = min(block, remaining)
         self.nonfinite_count += identify_block(
             indata[:block], outdata[:block], self._ref, self._err, self._spk, self._probe, self._pos,
-            self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats, mu, True,
+            self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats, mu, mu_ref, True,
         )  # fmt: skip
         self._pos += block
         self._blocks_done += 1
