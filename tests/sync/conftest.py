@@ -1,23 +1,15 @@
-"""Fixtures for the sync tests: a TLS Mosquitto with per-device ACLs, and a running sync loop."""
+"""Fixtures for the sync tests: the shared TLS Mosquitto (per-device ACLs), the local shadow service
+and a running sync loop."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from agent.sync.loop import SyncLoop
-from tests.sync.tls_broker import TlsBroker
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[TlsBroker]:
-    b = TlsBroker(tmp_path / "broker").start()
-    try:
-        yield b
-    finally:
-        b.stop()
+from tests.support.broker import broker, broker_session  # noqa: F401
+from tests.support.shadow_service import shadow_service  # noqa: F401
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,8 @@ from agent.sync.config import parse_cloud_config
 from agent.sync.loop import SyncLoop
 from agent.sync.paho_transport import PahoTransport
 from agent.sync.transport import PublishLimits, PublishOutcome, Transport, topic_matches
-from tests.sync.tls_broker import TlsBroker
+from tests.support.broker import Broker
+from tests.sync.sections import cloud_section
 from tests.sync.waiting import Box, Inbox, wait_until
 
 KINDS = {"paho": PahoTransport, "awsiot": AwsIotTransport}
@@ -20,12 +22,12 @@ KINDS = {"paho": PahoTransport, "awsiot": AwsIotTransport}
 class Devices:
     """Makes connected transports of one kind; disconnects them all at the end."""
 
-    def __init__(self, kind: str, loop: SyncLoop, broker: TlsBroker) -> None:
+    def __init__(self, kind: str, loop: SyncLoop, broker: Broker) -> None:
         self.kind, self.loop, self.broker = kind, loop, broker
         self.made: list[Transport] = []
 
     def connect(self, thing: str, limits: PublishLimits | None = None, **extra: object) -> Transport:
-        config = parse_cloud_config(self.broker.cloud_section(thing, transport=self.kind, **extra), ".")
+        config = parse_cloud_config(cloud_section(self.broker, thing, transport=self.kind, **extra), ".")
         transport = self.loop.call_sync(lambda: KINDS[self.kind](self.loop, config, limits))
         assert isinstance(transport, Transport)
         self.made.append(transport)
@@ -51,7 +53,7 @@ class Devices:
 
 
 @pytest.fixture(params=sorted(KINDS))
-def devices(request: pytest.FixtureRequest, loop: SyncLoop, broker: TlsBroker) -> Iterator[Devices]:
+def devices(request: pytest.FixtureRequest, loop: SyncLoop, broker: Broker) -> Iterator[Devices]:
     d = Devices(request.param, loop, broker)
     try:
         yield d
@@ -123,7 +125,9 @@ def test_reconnects_and_resubscribes_after_broker_restart(devices: Devices) -> N
     devices.loop.call_sync(lambda: dev.on_connection_change(changes.append))
     inbox, granted = devices.subscribe(dev, "anc/dev-a/commands")
     assert granted
-    devices.broker.restart(down_s=0.5)
+    devices.broker.stop()
+    time.sleep(0.5)
+    devices.broker.start()
     assert wait_until(lambda: changes[:2] == [False, True], timeout_s=20.0), changes
     # the subscription was made again on the new (clean) session
     assert wait_until(lambda: devices.publish(dev, "anc/dev-a/commands", b"after").ok, timeout_s=10.0)
