@@ -62,8 +62,8 @@ class CloudConfig:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
-                continue
+            if value is None or value == "":
+                continue  # unset: the default applies when read back
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 
