@@ -236,6 +236,60 @@ def agent_cpu(profile_name: str, seconds: float = 10.0) -> dict[str, Any]:
     }
 
 
+def startup_times(profile_name: str = "hvac-duct-16k", work_dir: str | None = None) -> dict[str, Any]:
+    """Seconds from `anc-agent run` to READY=1 (the first processed block) and to the first STATUS= that
+    reports the controller running: cold (empty numba cache, no checkpoint: compiles, identifies the
+    secondary path, compiles the controller) and warm (cache and checkpoint of the cold run)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    base = Path(work_dir or tempfile.mkdtemp(prefix="anc-startup-"))
+    state = base / "state"
+    config = base / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"profile": profile_name, "backend": "simulated", "state_dir": str(state), "log_level": "warning"}
+        )
+    )
+    out: dict[str, Any] = {"profile": profile_name}
+    for label in ("cold", "warm"):
+        sock_path = str(base / f"notify-{label}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(sock_path)
+            sock.settimeout(1.0)
+            env = dict(os.environ, NOTIFY_SOCKET=sock_path, NUMBA_CACHE_DIR=str(base / "numba-cache"))
+            t0 = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            ready_s = control_s = None
+            while control_s is None and time.monotonic() - t0 < 120 and proc.poll() is None:
+                try:
+                    msg = sock.recv(4096).decode().split("\n")
+                except TimeoutError:
+                    continue
+                if ready_s is None and "READY=1" in msg:
+                    ready_s = time.monotonic() - t0
+                if any(m.startswith("STATUS=") and "stage=control" in m for m in msg):
+                    control_s = time.monotonic() - t0
+            proc.send_signal(signal.SIGTERM)
+            t_stop = time.monotonic()
+            err = proc.communicate(timeout=30)[1]
+            out[f"{label}_ready_s"] = None if ready_s is None else round(ready_s, 2)
+            out[f"{label}_controller_s"] = None if control_s is None else round(control_s, 2)
+            out[f"{label}_stop_s"] = round(time.monotonic() - t_stop, 2)
+            if ready_s is None:
+                out[f"{label}_error"] = err[-500:]
+    return out
+
+
 def run(quick: bool = False, portaudio: bool = True) -> dict[str, Any]:
     """Every figure: callback (PortAudio on ALSA null and direct) and agent CPU per profile."""
     from agent.profiles import available_profiles
@@ -246,6 +300,7 @@ def run(quick: bool = False, portaudio: bool = True) -> dict[str, Any]:
         out["callback"].append(callback_figures(blocks=blocks, portaudio=True))
     out["callback"].append(callback_figures(blocks=blocks, portaudio=False))
     out["agent_cpu"] = [agent_cpu(name, 2.0 if quick else 10.0) for name in available_profiles()]
+    out["startup"] = startup_times()
     return out
 
 

@@ -183,7 +183,7 @@ class Daemon:
                 log.info(
                     "first block processed %.2f s after start (%s start)", self.first_block_s, p.start_mode
                 )
-            self._wake.wait(0.05 if self.first_block_s is None else 0.5)
+            self._wake.wait(0.05 if self.first_block_s is None else 0.1)
             self._wake.clear()
             if self._stop_requested:
                 break
