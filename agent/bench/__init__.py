@@ -12,7 +12,9 @@ Method (what is timed, what is not)
 - Timed (`harness.measure`): only the processing call, after one untimed warm-up call (numba JIT and
   the C build happen before). Each measurement repeats the call until it has lasted at least 1 s
   (0.05 s with --quick); the best of 3 measurements (2 with --quick) is kept. One thread: the
-  command pins BLAS and numba to one thread before numpy is imported.
+  command pins BLAS and numba to one thread before numpy is imported. The clock is the calling
+  thread's CPU time, so other processes competing for the cores (a shared build machine) do not
+  count against a kernel; the wall-clock rate and the CPU share are reported next to it.
 - Ours (`agent.dsp`) is called per 64-sample block from Python, as the audio callback calls it, so
   its figure includes the per-block call overhead the device pays. The C reference
   (`reference.c`, built with `cc -O3 -march=native`) loops over the blocks inside C: the strictest

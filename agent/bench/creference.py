@@ -265,7 +265,8 @@ class CFxRls(_CFilteredX):
 class CHybrid(_CFilteredX):
     """Hybrid FxNLMS (taps) + FxRLS (rls_taps) in an adaptive convex mix, as `agent.dsp.hybrid.Hybrid`.
 
-    `w` is the FxNLMS part, `w_rls` the FxRLS part, `mix` the [a, lam, power] mixing state.
+    `w` is the FxNLMS part, `w_rls` the FxRLS part, `mix` the [a, lam, power] mixing state; the leakage
+    applies to the FxNLMS part only.
     """
 
     def __init__(

@@ -94,11 +94,13 @@ def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
             elif case.kernel == "fxrls":
                 from agent.dsp.fxrls import FxRls
 
-                kernel = FxRls(case.taps, sec, p.lam, p.delta)
+                kernel = FxRls(case.taps, sec, p.lam, delta=p.delta)
             else:
                 from agent.dsp.hybrid import Hybrid
 
-                kernel = Hybrid(case.taps, case.rls_taps, sec, p.fx_mu, p.lam, leakage=p.leakage)
+                kernel = Hybrid(
+                    case.taps, case.rls_taps, sec, p.fx_mu, p.lam, leakage=p.leakage, delta=p.delta
+                )
     except ImportError as exc:
         raise Unavailable(f"agent.dsp kernel not importable: {exc}") from exc
     process = kernel.process

@@ -202,6 +202,7 @@ void fxrls_run(int taps, int block, int nblocks, int delay, int s_taps, const do
  * d^ = e - (S^ * y); y = lam (w1 . x_vec) + (1 - lam) (w2 . x_vec), lam = 1 / (1 + exp(-a));
  * mix = [a, lam, power]: power <- beta power + (1 - beta) (v1 - v2)^2,
  * a <- clip(a - mu_mix e_c (v1 - v2) lam (1 - lam) / (mix_eps + power), +-a_limit).
+ * The leakage applies to the FxNLMS part only (the RLS is regularised by its forgetting factor).
  * xhist and fhist have max(l_taps, n_taps) + block samples, yhist delay + s_taps + block. ---- */
 
 void hybrid_block(int l_taps, int n_taps, int block, int delay, int s_taps, const double *s, double *w1,
@@ -239,7 +240,7 @@ void hybrid_block(int l_taps, int n_taps, int block, int delay, int s_taps, cons
         mix[1] = 1.0 / (1.0 + exp(-a));
         mix[2] = pw;
         scale_add(w1, keep, -mu * (dh + v1) / (eps + en), uf, l_taps);
-        rls_update(n_taps, w2, p, pi, uf, dh + v2, -1.0, lam, keep);
+        rls_update(n_taps, w2, p, pi, uf, dh + v2, -1.0, lam, 1.0); /* leakage on w1 only */
     }
     energy[0] = en;
 }

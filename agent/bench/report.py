@@ -30,8 +30,11 @@ def format_kernel_table(result: dict[str, Any]) -> str:
         format_machine(result["machine"]),
         f"block {result['block_size']} samples; x RT = samples/s / {result['sample_rate_hz']}; "
         f"{result['ratio_definition']}; agreement: max relative difference <= {result['agreement_rtol']:g}",
+        "samples/s per second of thread CPU time; cpu% = CPU / wall time of the best measurement "
+        "(below ~90%: other processes competed for the cores)",
         "",
-        f"{'kernel':<26}{'implementation':<26}{'samples/s':>12}{'x RT':>10}{'ours/peer':>11}  check",
+        f"{'kernel':<26}{'implementation':<26}{'samples/s':>12}{'x RT':>10}{'cpu%':>6}{'ours/peer':>11}"
+        "  check",
     ]
     for row in result["rows"]:
         label = row["label"]
@@ -40,7 +43,7 @@ def format_kernel_table(result: dict[str, Any]) -> str:
         else:
             lines.append(
                 f"{label:<26}{PEER_NAMES['ours']:<26}{_rate(row['samples_per_s']):>12}"
-                f"{row['x_realtime_48k']:>9.1f}x"
+                f"{row['x_realtime_48k']:>9.1f}x{100 * row['cpu_share']:>6.0f}"
             )
         for peer, fig in row["peers"].items():
             name = PEER_NAMES.get(peer, peer)
@@ -54,7 +57,8 @@ def format_kernel_table(result: dict[str, Any]) -> str:
                 diff = fig["max_rel_diff"]
                 check = f"  {verdict} (max rel diff {'non-finite' if diff is None else f'{diff:.1e}'})"
             lines.append(
-                f"{'':<26}{name:<26}{_rate(fig['samples_per_s']):>12}{fig['x_realtime_48k']:>9.1f}x{ratio}{check}"
+                f"{'':<26}{name:<26}{_rate(fig['samples_per_s']):>12}{fig['x_realtime_48k']:>9.1f}x"
+                f"{100 * fig['cpu_share']:>6.0f}{ratio}{check}"
             )
     lines.append("")
     lines.append(format_targets(result["targets"]))

@@ -87,7 +87,13 @@ def _timed(impl: str, case: Case, params: BenchParams, signals: Any, plan: RunPl
         min_time_s=plan.min_time_s if fast else plan.slow_min_time_s,
         repeats=plan.repeats if fast else plan.slow_repeats,
     )
-    return {"samples_per_s": t.samples_per_s, "x_realtime_48k": t.x_realtime_48k, "timed_samples": t.samples}
+    return {
+        "samples_per_s": t.samples_per_s,
+        "x_realtime_48k": t.x_realtime_48k,
+        "wall_samples_per_s": t.wall_samples_per_s,
+        "cpu_share": t.cpu_share,
+        "timed_samples": t.samples,
+    }
 
 
 def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> di
         row.update(samples_per_s=None, x_realtime_48k=None, error=str(exc))
         ours = None
     else:
-        row.update(samples_per_s=ours["samples_per_s"], x_realtime_48k=ours["x_realtime_48k"])
+        row.update(ours)
     peers: dict[str, Any] = {}
     for peer in PEERS[case.kernel]:
         try:

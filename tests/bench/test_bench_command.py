@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def test_quick_json_has_one_row_per_case_with_positive_figures(quick_json: dict[
         assert {"kernel", "taps", "samples_per_s", "x_realtime_48k", "peers"} <= row.keys()
         if row["samples_per_s"] is not None:
             assert _positive(row["samples_per_s"]) and _positive(row["x_realtime_48k"])
+            assert _positive(row["wall_samples_per_s"]) and 0 < row["cpu_share"] <= 1
             assert row["x_realtime_48k"] == pytest.approx(row["samples_per_s"] / 48_000)
 
 
@@ -81,3 +83,16 @@ def test_targets_are_reported_with_a_verdict(quick_json: dict[str, Any]) -> None
     assert {t["status"] for t in quick_json["targets"]} <= {"PASS", "FAIL", "NOT MEASURED"}
     machine = quick_json["machine"]
     assert machine["quick"] is True and machine["cores"] >= 1 and machine["c_flags"].startswith("-O3")
+
+
+def test_learning_curves_are_written_as_png_with_figures_per_algorithm(quick_json: dict[str, Any]) -> None:
+    curves = quick_json["learning_curves"]
+    assert "unavailable" not in curves, curves.get("unavailable")
+    figure = Path(curves["figure"])
+    assert figure.parent == Path(quick_json["_plot_dir"])
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plant, per_algorithm in curves["plants"].items():
+        assert set(per_algorithm) == {"fxnlms", "fxrls", "hybrid"}, plant
+        assert all(f["identification_s"] > 0 for f in per_algorithm.values())
+        best_db = max(f["attenuation_db"] or -math.inf for f in per_algorithm.values())
+        assert best_db > 3.0, f"{plant}: no algorithm attenuates the noise: {per_algorithm}"
