@@ -105,6 +105,7 @@ def test_rls_matches_padasip_filter_rls() -> None:
     pf = pa.filters.FilterRLS(8, mu=0.99, eps=1e-2, w="zeros")
     y_pa, e_pa, _ = pf.run(d, padasip_regressors(x, 8))
     np.testing.assert_allclose(y, y_pa, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(e, e_pa, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(f.w, pf.w, rtol=1e-6, atol=1e-9)
 
 
@@ -127,7 +128,7 @@ def test_rls_inverse_correlation_stays_exactly_symmetric_and_bounded_over_200k_s
     x = np.sin(2 * np.pi * 150 / 48000 * t) + 1e-3 * rng.standard_normal(n)
     d = 0.5 * np.roll(x, 3)
     f = Rls(32, lam=0.999, delta=1e-2)
-    y, e = run_blocks(f, x, d, [32])
+    _, e = run_blocks(f, x, d, [32])
     assert np.all(np.isfinite(f.p)) and np.all(np.isfinite(f.w)) and np.all(np.isfinite(e))
     assert np.array_equal(f.p, f.p.T)
     assert np.trace(f.p) <= f.max_trace * (1 + 1e-12)
@@ -161,7 +162,7 @@ def test_rls_recovers_when_excitation_stops() -> None:
     silence = np.zeros(48000)
     run_blocks(f, silence, silence, [32])
     assert np.all(np.isfinite(f.p)) and np.trace(f.p) <= f.max_trace * (1 + 1e-12)
-    y, e = run_blocks(f, x, d, [32])
+    _, e = run_blocks(f, x, d, [32])
     assert np.mean(e[-1000:] ** 2) < 1e-8
 
 

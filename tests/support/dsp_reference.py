@@ -59,10 +59,8 @@ def rls(
         denom = lam + u @ pu
         k = pu / denom
         w = (1.0 - leakage) * w + k * e[n]
-        if textbook:
-            p = (p - np.outer(k, u @ p)) / lam
-        else:
-            p = (p - np.outer(pu, pu) / denom) / lam
+        update = np.outer(k, u @ p) if textbook else np.outer(pu, pu) / denom
+        p = (p - update) / lam
     return y, e, w, p
 
 
