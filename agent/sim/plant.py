@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from agent.dsp.primitives import FASTMATH, dot, shift_history
 from agent.profiles import Profile
 from agent.sim.noise import NoiseSource, make_noise, rms_of_dbfs
 from agent.sim.paths import AcousticPath, built_in_path
@@ -28,7 +29,7 @@ from agent.sim.paths import AcousticPath, built_in_path
 SENSOR_NOISE_DBFS = -90.0  # microphone self-noise (RMS)
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
+@njit(cache=True, fastmath=FASTMATH)
 def plant_step(
     outdata: np.ndarray,
     indata: np.ndarray,
@@ -59,36 +60,32 @@ def plant_step(
     block = indata.shape[0]
     lp = primary_reversed.shape[1]
     ls = secondary_reversed.shape[1]
-    hist = shist.shape[1]
     # Shift the histories once per block and append the newest samples.
-    xlen = xhist.shape[0]
-    for i in range(xlen - block):
-        xhist[i] = xhist[i + block]
+    xpast = xhist.shape[0] - block
+    shift_history(xhist, xpast, block)
     for n in range(block):
-        xhist[xlen - block + n] = noise[n]
+        xhist[xpast + n] = noise[n]
+    spast = shist.shape[1] - block
     for o in range(shist.shape[0]):
-        for i in range(hist - block):
-            shist[o, i] = shist[o, i + block]
+        shift_history(shist[o], spast, block)
         for n in range(block):
             v = np.float64(outdata[n, o])
             if not np.isfinite(v):
                 v = 0.0
-            shist[o, hist - block + n] = min(1.0, max(-1.0, v))
+            shist[o, spast + n] = min(1.0, max(-1.0, v))
     for n in range(block):
         for ch in range(indata.shape[1]):
             sensor[n, ch] *= sensor_rms
         for r in range(reference_channels.shape[0]):
             sensor[n, reference_channels[r]] += noise[n]
+    base_s = shist.shape[1] - loop_delay_samples - ls + 1
     for c in range(error_channels.shape[0]):
         o = speaker_channels[c]
-        base_s = hist - loop_delay_samples - ls + 1
         for n in range(block):
-            e = 0.0
-            for j in range(lp):
-                e += primary_reversed[c, j] * xhist[n + j]
-            for j in range(ls):
-                e += secondary_reversed[c, j] * shist[o, base_s + n + j]
-            sensor[n, error_channels[c]] += e
+            heard = dot(primary_reversed[c], 0, xhist, n, lp) + dot(
+                secondary_reversed[c], 0, shist[o], base_s + n, ls
+            )
+            sensor[n, error_channels[c]] += heard
     for n in range(block):
         for ch in range(indata.shape[1]):
             indata[n, ch] = min(1.0, max(-1.0, sensor[n, ch]))

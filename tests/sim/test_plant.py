@@ -45,17 +45,19 @@ def test_speaker_impulse_reaches_error_mic_after_two_blocks_converter_and_acoust
     ir = np.zeros(16)
     ir[acoustic_delay] = 1.0
     secondary = AcousticPath(ir=ir, delay_s=acoustic_delay / fs, sample_rate_hz=fs, origin="test")
-    plant = AcousticPlant(profile, secondary=secondary, noise=Silence(fs), sensor_noise_dbfs=None)
     offset = 3
-    mics = _record_impulse_response(plant, profile.channels.speakers[0], offset, blocks=12)
     expected = 2 * profile.audio.block_size + profile.converter_delay_samples + acoustic_delay + offset
-    error = mics[:, profile.channels.error_mics[0]]
-    assert np.flatnonzero(error).tolist() == [expected]
-    assert error[expected] == pytest.approx(1.0)
+    ch = profile.channels
+    for c in range(ch.controllers):
+        plant = AcousticPlant(profile, secondary=secondary, noise=Silence(fs), sensor_noise_dbfs=None)
+        mics = _record_impulse_response(plant, ch.speakers[c], offset, blocks=12)
+        error = mics[:, ch.error_mics[c]]
+        assert np.flatnonzero(error).tolist() == [expected]
+        assert error[expected] == pytest.approx(1.0)
+        # cross paths are not modelled: the reference mic and the other error mics hear nothing
+        others = [i for i in range(ch.input_channels) if i != ch.error_mics[c]]
+        assert not np.any(mics[:, others])
     assert plant.electronic_delay_samples == 2 * profile.audio.block_size + profile.converter_delay_samples
-    # cross paths are not modelled: the reference mic and the other ear hear nothing
-    others = [c for c in range(profile.channels.input_channels) if c != profile.channels.error_mics[0]]
-    assert not np.any(mics[:, others])
 
 
 @pytest.mark.parametrize("name", PROFILES)
