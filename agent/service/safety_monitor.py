@@ -31,6 +31,7 @@ class OverrideChange:
     onset_s: float | None
     stream_s: float
     confidence: float | None = None
+    detected_s: float | None = None  # stream time the detector decided (detections only)
 
     def to_event(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class OverrideChange:
             "onset_s": None if self.onset_s is None else round(self.onset_s, 3),
             "stream_s": round(self.stream_s, 3),
             "confidence": None if self.confidence is None else round(float(self.confidence), 3),
+            "detected_s": None if self.detected_s is None else round(self.detected_s, 3),
             "action": "passthrough" if self.active else "resume",
         }
 
@@ -94,7 +96,15 @@ class SafetyMonitor:
                     self.override, self.override_label = True, ev.label
                     self.detections += 1
                     changes.append(
-                        OverrideChange(True, "detection", ev.label, ev.onset_s, self.stream_s, ev.confidence)
+                        OverrideChange(
+                            True,
+                            "detection",
+                            ev.label,
+                            ev.onset_s,
+                            self.stream_s,
+                            ev.confidence,
+                            ev.detected_s,
+                        )
                     )
         return self._check_end(changes)
 
