@@ -14,6 +14,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -34,6 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the learning-curve PNG is written (default {DEFAULT_PLOT_DIR}/)",
     )
     parser.add_argument("--no-plot", action="store_true", help="skip the learning curves")
+    parser.add_argument(
+        "--soak-s",
+        type=_positive_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="simulated seconds per soak run (default 600)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"--soak-s: {text!r} must be a positive number of seconds")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.soak:
         from agent.bench.soak import soak_report
 
-        result["soak"] = soak_report(progress=None if args.json else sys.stderr)
+        result["soak"] = soak_report(args.soak_s, progress=None if args.json else sys.stderr)
         if not args.json:
             print(_describe(result["soak"]), flush=True)
     if args.json:
