@@ -23,6 +23,11 @@ DEFAULT_PLOT_DIR = Path("bench-out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Figures are samples per second of thread CPU time, best of 3 measurements of at least 1 s each "
+        "after a warm-up, one thread, block 64; every peer is cross-checked against our kernel on the same "
+        "input first. What is timed and what is not: see agent/bench/__init__.py."
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="short measurements (a few seconds in all)")
     parser.add_argument(
