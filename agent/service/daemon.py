@@ -44,7 +44,7 @@ RESTART_FIELDS = ("profile", "backend", "simulated", "wav", "state_dir", "cloud"
 
 
 def find_start_sync() -> Any:
-    """The sync layer's `start_sync(cloud, control, state_dir, profile)`, or None if it is not there."""
+    """The sync layer's `start_sync(cloud, control, state_dir, profile, base_dir=...)`, or None."""
     for module in ("agent.sync", "agent.sync.client"):
         try:
             fn = getattr(importlib.import_module(module), "start_sync", None)
@@ -125,7 +125,15 @@ class Daemon:
             if start_sync is None:
                 log.warning("a cloud section is configured but this build has no sync layer; running offline")
             else:
-                sync = start_sync(config.cloud, control, config.state_dir, profile)
+                try:
+                    sync = start_sync(
+                        config.cloud, control, config.state_dir, profile, base_dir=config.source.parent
+                    )
+                except ValueError as exc:  # CloudConfigError names `cloud.<field>` and the allowed values
+                    backend_stop = getattr(backend, "stop", None)
+                    if backend_stop is not None:
+                        backend_stop()
+                    raise ConfigError(f"{config.source}: {exc}") from exc
                 control.uplink = sync.uplink
         backend.start(engine.callback)
         control.start()
