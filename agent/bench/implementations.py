@@ -9,6 +9,8 @@ API does not return it) and `coefficients()` its adaptive weights now.
 How each implementation is driven, which is what its timing includes:
 - `ours`: the `agent.dsp` class called once per 64-sample block from Python, exactly as the audio
   callback calls it (so the figure includes the per-block call overhead the device pays);
+- `ours-one-call`: the same class handed the whole chunk as one block, the kernel's own speed
+  without per-block Python overhead (a diagnostic: the difference is the call overhead);
 - `c`: the C reference's `*_run` entry point, one ctypes call for the whole signal with the loop over
   blocks inside C (no per-block overhead: the strictest yardstick);
 - `padasip`: `FilterNLMS.run` / `FilterRLS.run` on the matrix of regressors (built beforehand);
@@ -27,7 +29,7 @@ from agent.bench import creference
 from agent.bench.cases import BenchParams, Case
 from agent.bench.signals import BLOCK_SIZE, BenchSignals
 
-IMPLEMENTATIONS = ("ours", "c", "padasip", "pyroomacoustics")
+IMPLEMENTATIONS = ("ours", "ours-one-call", "c", "padasip", "pyroomacoustics")
 
 
 class Unavailable(Exception):
@@ -67,13 +69,18 @@ class _Runner:
         return np.array(self._w(), dtype=np.float64)
 
 
-def _blocks(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def _blocks(*arrays: np.ndarray, block: int = BLOCK_SIZE) -> list[tuple[np.ndarray, ...]]:
     """Per-block views of equally long arrays, made once so the timed loop does no slicing."""
     n = arrays[0].size
-    return [tuple(a[i : i + BLOCK_SIZE] for a in arrays) for i in range(0, n, BLOCK_SIZE)]
+    return [tuple(a[i : i + block] for a in arrays) for i in range(0, n, block)]
 
 
-def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
+def _ours_one_call(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
+    """Ours handed the whole chunk as one block: the kernel without the per-block Python call overhead."""
+    return _ours(case, p, s, n, block=n)
+
+
+def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int, block: int = BLOCK_SIZE) -> Prepared:
     try:
         if case.kernel == "nlms":
             from agent.dsp.nlms import Nlms
@@ -106,7 +113,7 @@ def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
     process = kernel.process
     if case.filtered_x:
         y = np.zeros(n)
-        blocks = _blocks(s.x[:n], s.e[:n], y)
+        blocks = _blocks(s.x[:n], s.e[:n], y, block=block)
 
         def run() -> None:
             for xb, eb, yb in blocks:
@@ -114,7 +121,7 @@ def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
 
         return _Runner(n, run, y, lambda: kernel.w)
     y, e = np.zeros(n), np.zeros(n)
-    blocks = _blocks(s.x[:n], s.d[:n], y, e)
+    blocks = _blocks(s.x[:n], s.d[:n], y, e, block=block)
 
     def run_sysid() -> None:
         for xb, db, yb, eb in blocks:
@@ -203,6 +210,7 @@ def _pyroomacoustics(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Pre
 
 PREPARERS: dict[str, Callable[[Case, BenchParams, BenchSignals, int], Prepared]] = {
     "ours": _ours,
+    "ours-one-call": _ours_one_call,
     "c": _c,
     "padasip": _padasip,
     "pyroomacoustics": _pyroomacoustics,

@@ -44,6 +44,8 @@ def format_kernel_table(result: dict[str, Any]) -> str:
             lines.append(
                 f"{label:<26}{PEER_NAMES['ours']:<26}{_rate(row['samples_per_s']):>12}"
                 f"{row['x_realtime_48k']:>9.1f}x{100 * row['cpu_share']:>6.0f}"
+                f"{'':<13}one call: {_rate(row['one_call_samples_per_s']).strip()}/s, "
+                f"call overhead {row['call_overhead_us_per_block']:.2f} us/block"
             )
         for peer, fig in row["peers"].items():
             name = PEER_NAMES.get(peer, peer)

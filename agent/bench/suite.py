@@ -9,7 +9,10 @@ signals (`agent.bench.signals`) with the same parameters, then
 2. timed (`agent.bench.harness.measure`): best of `repeats` after a warm-up, each measurement at least
    `min_time_s` of work, single thread. Slow peers (padasip, pyroomacoustics: pure Python per sample)
    run on a shorter chunk and a shorter minimum time.
-`ratio` is our samples/s divided by the peer's: above 1 our kernel is faster.
+`ratio` is our samples/s divided by the peer's: above 1 our kernel is faster. A diagnostic figure
+`one_call_samples_per_s` gives our kernel handed the whole chunk in one call (no per-block Python
+overhead, like the C loop); `call_overhead_us_per_block` is the difference per 64-sample block, and
+`one_call_ratio` compares that figure with the peer (kernel against kernel).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ PEERS: dict[str, tuple[str, ...]] = {
     "fxrls": ("c",),
     "hybrid": ("c",),
 }
-FAST_IMPLEMENTATIONS = ("ours", "c")
+FAST_IMPLEMENTATIONS = ("ours", "ours-one-call", "c")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class RunPlan:
     chunk_samples: int  # samples per timed call, fast implementations (whole blocks)
     min_time_s: float
     repeats: int
+    diagnostic_min_time_s: float  # the one-call diagnostic of our kernels
+    diagnostic_repeats: int
     slow_chunk_samples: int  # samples per timed call, pure-Python peers
     slow_min_time_s: float
     slow_repeats: int
@@ -52,11 +57,11 @@ class RunPlan:
 
     @classmethod
     def standard(cls) -> RunPlan:
-        return cls(48_000, 1.0, 3, 4_800, 0.3, 2, 6_400)
+        return cls(48_000, 1.0, 3, 0.3, 2, 4_800, 0.3, 2, 6_400)
 
     @classmethod
     def quick(cls) -> RunPlan:
-        return cls(9_600, 0.05, 2, 640, 0.02, 1, 1_280)
+        return cls(9_600, 0.05, 2, 0.02, 1, 640, 0.02, 1, 1_280)
 
 
 def _rel_diff(ours: np.ndarray, peer: np.ndarray) -> float:
@@ -81,12 +86,13 @@ def _timed(impl: str, case: Case, params: BenchParams, signals: Any, plan: RunPl
     fast = impl in FAST_IMPLEMENTATIONS
     n = plan.chunk_samples if fast else plan.slow_chunk_samples
     prepared = prepare(impl, case, params, signals, n)
-    t = measure(
-        prepared.run,
-        n,
-        min_time_s=plan.min_time_s if fast else plan.slow_min_time_s,
-        repeats=plan.repeats if fast else plan.slow_repeats,
-    )
+    if impl == "ours-one-call":
+        min_time_s, repeats = plan.diagnostic_min_time_s, plan.diagnostic_repeats
+    elif fast:
+        min_time_s, repeats = plan.min_time_s, plan.repeats
+    else:
+        min_time_s, repeats = plan.slow_min_time_s, plan.slow_repeats
+    t = measure(prepared.run, n, min_time_s=min_time_s, repeats=repeats)
     return {
         "samples_per_s": t.samples_per_s,
         "x_realtime_48k": t.x_realtime_48k,
@@ -110,6 +116,9 @@ def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> di
         ours = None
     else:
         row.update(ours)
+        one_call = _timed("ours-one-call", case, params, signals, plan)["samples_per_s"]
+        row["one_call_samples_per_s"] = one_call
+        row["call_overhead_us_per_block"] = 1e6 * BLOCK_SIZE * (1 / ours["samples_per_s"] - 1 / one_call)
     peers: dict[str, Any] = {}
     for peer in PEERS[case.kernel]:
         try:
@@ -119,6 +128,7 @@ def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> di
             continue
         if ours is not None:
             figures["ratio"] = ours["samples_per_s"] / figures["samples_per_s"]
+            figures["one_call_ratio"] = row["one_call_samples_per_s"] / figures["samples_per_s"]
             diff = cross_check(case, params, signals, peer, plan.check_samples)
             figures["max_rel_diff"] = diff if math.isfinite(diff) else None
             figures["agrees"] = diff <= AGREEMENT_RTOL
