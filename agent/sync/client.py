@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.config import DEFAULT_CONFIG_PATH
 from agent.ports import ControlPort, Uplink
 from agent.profiles import Profile
 from agent.sync.config import CloudConfig, parse_cloud_config
@@ -131,13 +132,21 @@ def start_sync(
     *,
     base_dir: Path | None = None,
 ) -> CloudSync:
-    """Parse the `cloud:` section (relative paths against `base_dir`, default the current directory),
-    open the spool in `state_dir`, start the sync thread and begin connecting. Returns at once.
+    """Parse the `cloud:` section, open the spool in `state_dir`, start the sync thread and begin
+    connecting. Returns at once.
+
+    Relative file paths resolve against `base_dir`: pass the directory of the agent.yaml the section came
+    from (provisioning writes paths relative to it); the default is the directory of the standard
+    `/etc/anc-agent/agent.yaml`.
 
     `profile` is the running firmware profile; desired values are judged against its bounds by
     `control.apply_settings`. Raises CloudConfigError (naming the field) on a bad section.
     """
-    config = cloud if isinstance(cloud, CloudConfig) else parse_cloud_config(cloud, base_dir or Path.cwd())
+    config = (
+        cloud
+        if isinstance(cloud, CloudConfig)
+        else parse_cloud_config(cloud, base_dir or DEFAULT_CONFIG_PATH.parent)
+    )
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     spool = Spool(config.spool_file(state_dir), int(config.spool_max_mb * 1024 * 1024))

@@ -67,6 +67,8 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            for s in (client, upstream):  # forward small MQTT packets at once, as the endpoints do
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets |= {client, upstream}
             for src, dst in ((client, upstream), (upstream, client)):
