@@ -240,20 +240,27 @@ class Broker:
                 time.sleep(0.5)  # the port may still be held by the previous process: try again
         raise RuntimeError(f"mosquitto did not start on port {self.port}; log:\n{self.log_text()}")
 
+    def _running_lines(self) -> int:
+        return self.log_text().count(" running")
+
     def _launch(self) -> bool:
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "mosquitto.stderr", "ab"),  # noqa: SIM115  (owned by the child)
-        )
+        """Start mosquitto; True once it logged "mosquitto version ... running" (its signal handlers are
+        installed by then, so an early SIGHUP cannot kill it) and its ports accept connections."""
+        runs_before = self._running_lines()
+        with open(self.dir / "mosquitto.stderr", "ab") as stderr:
+            self._proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + _START_TIMEOUT_S
         ports = [self.port] + ([self.plain_port] if self.plain_port else [])
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 self._proc = None
                 return False
-            if all(_port_accepts(self.host, p) for p in ports):
+            if self._running_lines() > runs_before and all(_port_accepts(self.host, p) for p in ports):
                 return True
             time.sleep(0.02)
         self.stop()
