@@ -108,8 +108,10 @@ class BundlePaths:
 
 
 def _write_files(directory: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """Create and fsync every file in the fresh `directory`, then fsync the directory itself."""
     for name, (data, mode) in files.items():
-        pki.write_file_atomic(directory / name, data, mode=mode, overwrite=False)
+        pki.write_new_file(directory / name, data, mode=mode)
+    pki.fsync_dir(directory)
 
 
 def write_bundle(

@@ -191,9 +191,9 @@ class FleetHome:
         self.devices_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = pki.temporary_directory_next_to(final)
         try:
-            pki.write_certificate(tmp / "device.crt", cert)
+            pki.write_new_file(tmp / "device.crt", pki.certificate_pem(cert))
             if key is not None:
-                pki.write_private_key(tmp / "device.key", key)
+                pki.write_new_file(tmp / "device.key", pki.private_key_pem(key), mode=0o600)
             record = DeviceRecord(
                 thing_name=thing_name,
                 serial=serial,
@@ -204,11 +204,13 @@ class FleetHome:
                 not_after=cert.not_valid_after_utc.isoformat(),
                 profile=profile,
             )
-            _write_json(tmp / "device.json", record.to_dict())
+            pki.write_new_file(tmp / "device.json", (json.dumps(record.to_dict(), indent=2) + "\n").encode())
+            pki.fsync_dir(tmp)
             try:
                 os.rename(tmp, final)  # fails when `final` appeared meanwhile (non-empty directory)
             except OSError as exc:
                 raise AlreadyExistsError(f"thing {thing_name!r}: already issued ({final})") from exc
+            pki.fsync_dir(self.devices_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

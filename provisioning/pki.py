@@ -389,6 +389,26 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> Path:
+    """Create `path` (O_CREAT | O_EXCL with `mode` from the first byte; FileExistsError if it exists),
+    write `data` and fsync it. No rename: meant for files inside a fresh temp directory that is itself
+    renamed into place (the caller fsyncs the directory once, not once per file)."""
+    target = Path(path)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        target.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return target
+
+
 def write_file_atomic(
     path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, overwrite: bool = True
 ) -> Path:
@@ -403,17 +423,8 @@ def write_file_atomic(
     directory.mkdir(parents=True, exist_ok=True)
     if not overwrite and target.exists():
         raise FileExistsError(f"{target}: already exists")
-    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    tmp = write_new_file(directory / f".{target.name}.{secrets.token_hex(6)}.tmp", data, mode=mode)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         if overwrite:
             os.replace(tmp, target)
         else:

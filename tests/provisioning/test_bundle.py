@@ -84,7 +84,7 @@ def test_failure_mid_write_leaves_nothing_behind(
 ) -> None:
     home = FleetHome(fleet)
     calls = {"n": 0}
-    real = pki.write_file_atomic
+    real = pki.write_new_file
 
     def failing(path: object, data: bytes, **kwargs: object) -> Path:
         calls["n"] += 1
@@ -92,7 +92,7 @@ def test_failure_mid_write_leaves_nothing_behind(
             raise OSError(28, "No space left on device")
         return real(path, data, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pki, "write_file_atomic", failing)
+    monkeypatch.setattr(pki, "write_new_file", failing)
     with pytest.raises(OSError):
         bundle.bundle_device(home, issued, tmp_path / "b", bundle.Endpoint("h"), PROFILE)
     assert list(tmp_path.glob("b*")) == [] and list(tmp_path.glob(".b*")) == []
