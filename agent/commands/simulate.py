@@ -105,6 +105,19 @@ def _num(value: float | None, fmt: str, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{fmt}}{unit}"
 
 
+def _stability(f: dict) -> str:
+    if not f["diverged"]:
+        return "stable (the divergence guard never tripped)"
+    if f["divergence_count"] == 0:
+        return "DIVERGED (non-finite error signal)"
+    recovered = f["attenuation_db"] is not None and f["attenuation_db"] > 0
+    return (
+        f"DIVERGED: the divergence guard tripped {f['divergence_count']} times "
+        f"(first at {f['first_divergence_s']:.3f} s); "
+        + ("recovered since" if recovered else "did not recover")
+    )
+
+
 def summary(f: dict, plot: str | None) -> str:
     """A readable account of the figures of one run (the dict from SimulationResult.figures())."""
     converged = (
@@ -128,7 +141,7 @@ def summary(f: dict, plot: str | None) -> str:
         f"(loop delay {f['electronic_delay_ms']:.2f} ms; paths: primary {f['primary_ir']}, "
         f"secondary {f['secondary_ir']})",
     ]
-    lines.append("  result          " + ("DIVERGED" if f["diverged"] else "stable"))
+    lines.append("  stability       " + _stability(f))
     lines += [f"  warning: {w}" for w in f["warnings"]]
     if plot:
         lines.append(f"  plot written to {plot}")

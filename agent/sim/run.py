@@ -324,10 +324,10 @@ def _warnings(
             f"causality margin is {margin_ms:.2f} ms: the anti-noise reaches the error mic after the noise, "
             "so broadband noise cannot be cancelled (tonal noise still can)"
         )
-    if diverged:
-        out.append(
-            f"the controller diverged (divergence guard tripped {divergences} times, first at {first_s})"
-        )
+    if divergences:
+        out.append(f"the divergence guard tripped {divergences} times, first at {first_s}")
+    elif diverged:
+        out.append("the error signal went non-finite")
     if nonfinite:
         out.append(f"{nonfinite} non-finite input samples were replaced")
     if limiter:
