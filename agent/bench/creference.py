@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def library() -> ctypes.CDLL:
     lib.fxrls_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, p, f, f]
     for fn in (lib.nlms_block, lib.nlms_run, lib.rls_block, lib.rls_run):
         fn.restype = None
-    hybrid_tail = [p, p, p, f, f, f, f, f, f, f, f]  # x, e, y, mu, lam, leakage, eps, mu_mix, beta, ...
+    hybrid_tail: list[Any] = [p, p, p, f, f, f, f, f, f, f, f]  # x, e, y, mu, lam, leakage, eps, mu_mix, beta, ...
     lib.hybrid_block.argtypes = [i, i, i, i, i, *([p] * 12), *hybrid_tail]
     lib.hybrid_run.argtypes = [i, i, i, i, i, i, *([p] * 12), *hybrid_tail]
     for fn in (lib.fxnlms_block, lib.fxnlms_run, lib.fxrls_block, lib.fxrls_run):

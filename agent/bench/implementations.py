@@ -21,7 +21,7 @@ A missing library or kernel raises `Unavailable` with the reason, and the row re
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -81,6 +81,7 @@ def _ours_one_call(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepa
 
 
 def _ours(case: Case, p: BenchParams, s: BenchSignals, n: int, block: int = BLOCK_SIZE) -> Prepared:
+    kernel: Any  # one of the agent.dsp kernel classes, imported here so a missing one only costs its rows
     try:
         if case.kernel == "nlms":
             from agent.dsp.nlms import Nlms

@@ -27,7 +27,7 @@ from agent.bench import creference
 from agent.bench.cases import BenchParams, Case, standard_cases
 from agent.bench.harness import SAMPLE_RATE_HZ, machine_info, measure
 from agent.bench.implementations import Unavailable, prepare
-from agent.bench.signals import BLOCK_SIZE, make_signals
+from agent.bench.signals import BLOCK_SIZE, BenchSignals, make_signals
 
 AGREEMENT_RTOL = 1e-6
 RATIO_DEFINITION = "ratio = our samples_per_s / peer samples_per_s (above 1: ours is faster)"
@@ -57,19 +57,28 @@ class RunPlan:
 
     @classmethod
     def standard(cls) -> RunPlan:
-        return cls(48_000, 1.0, 3, 0.3, 2, 4_800, 0.3, 2, 6_400)
+        return cls(
+            chunk_samples=48_000, min_time_s=1.0, repeats=3, diagnostic_min_time_s=0.3, diagnostic_repeats=2,
+            slow_chunk_samples=4_800, slow_min_time_s=0.3, slow_repeats=2, check_samples=6_400,
+        )  # fmt: skip
 
     @classmethod
     def quick(cls) -> RunPlan:
-        return cls(9_600, 0.05, 2, 0.02, 1, 640, 0.02, 1, 1_280)
+        return cls(
+            chunk_samples=9_600, min_time_s=0.05, repeats=2, diagnostic_min_time_s=0.02, diagnostic_repeats=1,
+            slow_chunk_samples=640, slow_min_time_s=0.02, slow_repeats=1, check_samples=1_280,
+        )  # fmt: skip
 
 
 def _rel_diff(ours: np.ndarray, peer: np.ndarray) -> float:
+    """max |ours - peer| / max |ours| of two equally shaped float64 arrays; inf if either is non-finite."""
+    if not (np.all(np.isfinite(ours)) and np.all(np.isfinite(peer))):
+        return math.inf
     scale = max(float(np.max(np.abs(ours))), 1e-300)
     return float(np.max(np.abs(ours - peer))) / scale
 
 
-def cross_check(case: Case, params: BenchParams, signals: Any, peer: str, samples: int) -> float:
+def cross_check(case: Case, params: BenchParams, signals: BenchSignals, peer: str, samples: int) -> float:
     """Largest relative difference between fresh runs of ours and `peer` (outputs and coefficients)."""
     ours = prepare("ours", case, params, signals, samples)
     other = prepare(peer, case, params, signals, samples)
@@ -79,10 +88,12 @@ def cross_check(case: Case, params: BenchParams, signals: Any, peer: str, sample
     out_ours, out_peer = ours.output(), other.output()
     if out_ours is not None and out_peer is not None:
         diff = max(diff, _rel_diff(out_ours, out_peer))
-    return diff if math.isfinite(diff) else math.inf
+    return diff
 
 
-def _timed(impl: str, case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> dict[str, float]:
+def _timed(
+    impl: str, case: Case, params: BenchParams, signals: BenchSignals, plan: RunPlan
+) -> dict[str, float]:
     fast = impl in FAST_IMPLEMENTATIONS
     n = plan.chunk_samples if fast else plan.slow_chunk_samples
     prepared = prepare(impl, case, params, signals, n)
@@ -102,18 +113,18 @@ def _timed(impl: str, case: Case, params: BenchParams, signals: Any, plan: RunPl
     }
 
 
-def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> dict[str, Any]:
+def run_case(case: Case, params: BenchParams, signals: BenchSignals, plan: RunPlan) -> dict[str, Any]:
     """One row of the report: our figures, then each peer's with its ratio and agreement."""
     row: dict[str, Any] = {"kernel": case.kernel, "taps": case.taps, "label": case.label}
     if case.secondary_taps:
         row["secondary_taps"] = case.secondary_taps
     if case.rls_taps:
         row["rls_taps"] = case.rls_taps
+    ours: dict[str, float] | None = None
     try:
         ours = _timed("ours", case, params, signals, plan)
     except Unavailable as exc:
         row.update(samples_per_s=None, x_realtime_48k=None, error=str(exc))
-        ours = None
     else:
         row.update(ours)
         one_call = _timed("ours-one-call", case, params, signals, plan)["samples_per_s"]
@@ -137,8 +148,9 @@ def run_case(case: Case, params: BenchParams, signals: Any, plan: RunPlan) -> di
     return row
 
 
-def _find(rows: list[dict[str, Any]], kernel: str, taps: int) -> dict[str, Any] | None:
-    return next((r for r in rows if r["kernel"] == kernel and r["taps"] == taps), None)
+def _find(rows: list[dict[str, Any]], kernel: str, taps: int) -> dict[str, Any]:
+    """The row of `kernel` at `taps`, or an empty dict."""
+    return next((r for r in rows if r["kernel"] == kernel and r["taps"] == taps), {})
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,18 +167,16 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         targets.append({"name": name, "value": value, "threshold": threshold, "status": status})
 
     fx = _find(rows, "fxnlms", 256)
-    add("fxnlms 256 (S 128) x real time >= 150", fx and fx["x_realtime_48k"], 150.0)
-    c = (fx or {}).get("peers", {}).get("c", {})
+    add("fxnlms 256 (S 128) x real time >= 150", fx.get("x_realtime_48k"), 150.0)
+    c = fx.get("peers", {}).get("c", {})
     add(
         "fxnlms 256 (S 128) time / C time <= 1.3",
         1.0 / c["ratio"] if "ratio" in c else None,
         1.3,
         higher_is_better=False,
     )
-    hy = _find(rows, "hybrid", 256)
-    add("hybrid 256+32 x real time >= 30", hy and hy["x_realtime_48k"], 30.0)
-    rls = _find(rows, "rls", 32)
-    add("rls 32 x real time >= 40", rls and rls["x_realtime_48k"], 40.0)
+    add("hybrid 256+32 x real time >= 30", _find(rows, "hybrid", 256).get("x_realtime_48k"), 30.0)
+    add("rls 32 x real time >= 40", _find(rows, "rls", 32).get("x_realtime_48k"), 40.0)
     return targets
 
 
