@@ -100,7 +100,8 @@ def library() -> ctypes.CDLL:
     lib.fxrls_run.argtypes = [i, i, i, i, i, p, p, p, p, p, p, p, p, p, p, p, p, f, f]
     for fn in (lib.nlms_block, lib.nlms_run, lib.rls_block, lib.rls_run):
         fn.restype = None
-    hybrid_tail: list[Any] = [p, p, p, f, f, f, f, f, f, f, f]  # x, e, y, mu, lam, leakage, eps, mu_mix, beta, ...
+    # x, e, y, then mu, lam, leakage, eps, mu_mix, beta, mix_eps, a_limit
+    hybrid_tail: list[Any] = [p, p, p, f, f, f, f, f, f, f, f]
     lib.hybrid_block.argtypes = [i, i, i, i, i, *([p] * 12), *hybrid_tail]
     lib.hybrid_run.argtypes = [i, i, i, i, i, i, *([p] * 12), *hybrid_tail]
     for fn in (lib.fxnlms_block, lib.fxnlms_run, lib.fxrls_block, lib.fxrls_run):
