@@ -4,7 +4,6 @@ run `anc-provision` in-process and read its --json answer."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,7 @@ import pytest
 
 from provisioning import cli
 from tests.support.broker import broker, broker_session  # noqa: F401
-
-PASSPHRASE = "correct horse battery staple"
-
-RunCli = Callable[..., tuple[int, dict[str, Any]]]
+from tests.support.pki import PASSPHRASE, RunCli
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from provisioning import aws
-from tests.provisioning.conftest import PASSPHRASE, RunCli
 from tests.support.broker import free_port
+from tests.support.pki import PASSPHRASE, RunCli
 
 REGION = "eu-west-1"
 

@@ -9,7 +9,7 @@ import pytest
 
 from provisioning import bulk, bundle
 from provisioning.home import FleetHome
-from tests.provisioning.conftest import RunCli
+from tests.support.pki import RunCli
 
 
 def _bulk(run_cli: RunCli, fleet: Path, csv_path: Path, out: Path, passphrase_file: Path) -> tuple[int, dict]:

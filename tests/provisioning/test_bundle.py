@@ -15,7 +15,7 @@ from agent.sync.config import parse_cloud_config
 from provisioning import bundle, pki
 from provisioning.errors import BadInputError
 from provisioning.home import FleetHome
-from tests.provisioning.conftest import PASSPHRASE, RunCli
+from tests.support.pki import PASSPHRASE, RunCli
 
 PROFILE = "vehicle-cabin-48k"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import pki
-from tests.provisioning.conftest import PASSPHRASE, RunCli
+from tests.support.pki import PASSPHRASE, RunCli
 
 ANC_PROVISION = str(Path(sys.executable).parent / "anc-provision")
 PROFILE = "headphone-ff-48k"

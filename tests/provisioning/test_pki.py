@@ -107,7 +107,7 @@ def test_csr_whose_key_differs_from_the_expected_key_is_rejected() -> None:
 
 def test_csr_with_a_bad_signature_is_rejected() -> None:
     key, other = pki.generate_key(), pki.generate_key()
-    # A CSR carrying `key`'s public key but signed by `other`: built by hand, as an attacker would.
+    # A CSR whose signature bytes were altered in transit.
     good = pki.make_csr(key, "anc-sn-4")
     forged_der = bytearray(pki.csr_der(good))
     forged_der[-5] ^= 0xFF  # corrupt the signature bytes
@@ -116,7 +116,7 @@ def test_csr_with_a_bad_signature_is_rejected() -> None:
     mismatched = (
         x509.CertificateSigningRequestBuilder().subject_name(good.subject).sign(other, hashes.SHA256())
     )
-    pki.verify_csr(mismatched)  # self-consistent CSR of `other`: valid, but not `key`'s
+    pki.verify_csr(mismatched)  # a valid CSR, but for `other`'s key, not `key`'s
     with pytest.raises(pki.PkiError):
         pki.verify_csr(mismatched, key.public_key())
 
