@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import SERVICE_USER, Broker, MqttProbe
+from tests.support.pki import PASSPHRASE, RunCli
 
 
 def test_device_publishes_and_receives_on_its_own_topics(broker: Broker) -> None:
@@ -101,3 +102,20 @@ def test_added_acl_block_grants_a_claim_identity_its_topics(broker: Broker) -> N
         assert claim.subscribe("$aws/certificates/create-from-csr/json/accepted") == [1]
         claim.publish("$aws/certificates/create-from-csr/json/accepted", b"echo")
         assert claim.next_message() == ("$aws/certificates/create-from-csr/json/accepted", b"echo")
+
+
+def test_bundle_from_anc_provision_connects_to_a_broker_on_the_fleet_ca(
+    fleet: Path, passphrase_file: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    assert run_cli("--home", fleet, "device", "issue", "SN-BRK", "--passphrase-file", passphrase_file)[0] == 0
+    with Broker(tmp_path / "b", ca_dir=fleet / "ca", ca_passphrase=PASSPHRASE.encode()) as b:
+        out = tmp_path / "bundle"
+        code, _ = run_cli(
+            "--home", fleet, "bundle", "anc-sn-brk", "--out", out, "--endpoint", f"localhost:{b.port}",
+            "--profile", "headphone-ff-48k",
+        )  # fmt: skip
+        assert code == 0
+        with MqttProbe(b, out / "device.crt", out / "device.key", client_id="anc-sn-brk") as device:
+            assert device.subscribe("anc/anc-sn-brk/commands") == [1]
+            device.publish("anc/anc-sn-brk/commands", b"ping")
+            assert device.next_message() == ("anc/anc-sn-brk/commands", b"ping")
