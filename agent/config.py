@@ -170,9 +170,17 @@ def parse_config(data: Any, source: Path) -> AgentConfig:
                 raise ctl.fail(key, f"{value!r} is not allowed (allowed values: fxnlms, fxrls, hybrid)")
             overrides[key] = value
         elif key in ("taps", "rls_taps"):
-            overrides[key] = ctl.integer(key, 0, 1, 1 << 16)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ctl.fail(
+                    key, f"{value!r} is not an integer (allowed: an integer within the profile's bounds)"
+                )
+            overrides[key] = value
         else:
-            overrides[key] = ctl.number(key, 0.0, 0.0, 1.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ctl.fail(
+                    key, f"{value!r} is not a number (allowed: a number within the profile's bounds)"
+                )
+            overrides[key] = float(value)
 
     backend = top.choice("backend", "sounddevice", BACKENDS)
     sim = _Reader(source, top.raw.get("simulated"), "simulated", ("paced", "noise"))

@@ -134,6 +134,7 @@ class ControlService:
             self._build_controller(secondary, ckpt.coefficients)
             log.info("warm start from the checkpoint written at %s", ckpt.meta.get("written_at"))
             return "warm"
+        self._warm_up(SecondaryPathIdentifier(self.profile))
         self.identifier = SecondaryPathIdentifier(self.profile)
         self.engine.install(Stage(self.identifier, STAGE_IDENTIFY))
         log.info("identifying the secondary path (%.1f s of probe noise)", self.profile.controller.probe_s)
@@ -165,7 +166,9 @@ class ControlService:
     ) -> None:
         """Build and install the Controller (control thread; allocation and compilation happen here)."""
         with self._lock:
-            controller = Controller(self.profile, secondary, self._effective_settings())
+            settings = self._effective_settings()
+            self._warm_up(Controller(self.profile, secondary, settings))
+            controller = Controller(self.profile, secondary, settings)
             for coeffs, what in ((coefficients, "checkpoint"), (self._pending_coefficients, "cloud")):
                 if coeffs:
                     try:
@@ -180,6 +183,17 @@ class ControlService:
             )
             self.engine.install(Stage(controller, STAGE_CONTROL, controller.metrics, metric_index))
             self.identifier = None
+
+    def _warm_up(self, throwaway: Any) -> None:
+        """Run one silent block through a throwaway processor of the same kind, so its kernel is
+        compiled or loaded from numba's cache here, on the control thread, never on the audio thread."""
+        ch = self.profile.channels
+        block = self.profile.audio.block_size
+        indata = np.zeros((block, ch.input_channels), dtype=np.float32)
+        outdata = np.zeros((block, ch.output_channels), dtype=np.float32)
+        t0 = time.perf_counter()
+        throwaway.process(indata, outdata)
+        log.debug("%s kernel ready in %.2f s", type(throwaway).__name__, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:

@@ -81,7 +81,9 @@ class DaemonProcess:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            err = self.proc.communicate()[1]
+            print("daemon stderr:", err[-3000:])
+            print("notify messages:", self.messages[-40:])
         self.sock.close()
 
 
