@@ -26,7 +26,7 @@ FRACTIONAL_DELAY_HALF_WIDTH = 16
 # Energy of the reflection tail relative to the direct sound, per path kind.
 TAIL_LEVEL_DB: dict[str, float] = {"primary": -6.0, "secondary": -12.0}
 # The loudspeaker's pass band (first-order band-pass edges) for the built-in secondary path.
-SPEAKER_LOW_HZ = 40.0
+SPEAKER_LOW_HZ = 20.0
 SPEAKER_HIGH_FRACTION = 0.4  # of the sample rate
 # Longest impulse response accepted from a file, in seconds.
 MAX_FILE_IR_S = 2.0
