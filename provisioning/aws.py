@@ -227,9 +227,10 @@ class _Registrar:
             ca_id = str(response["certificateId"])
             self.result.changes.append(f"registered CA {ca_id}")
         except ClientError as exc:
-            ca_id = _resource_id(exc) if _error_code(exc) == "ResourceAlreadyExistsException" else None
-            if ca_id is None:
-                return None
+            existing = _resource_id(exc) if _error_code(exc) == "ResourceAlreadyExistsException" else None
+            if existing is None:
+                return None  # AWS refuses our CA here: the certificate is registered without it
+            ca_id = existing
         record[region] = {"ca_certificate_id": ca_id}
         self.home.save_ca_aws_record(record)
         return ca_id

@@ -198,7 +198,7 @@ def verify_bundle(directory: str | os.PathLike[str], ca_cert_pem: bytes) -> dict
         if mode != 0o600:
             raise BadInputError(f"bundle {root}: {key_path.name} has mode {mode:o}, expected 600")
         key = pki.load_private_key(key_path.read_bytes())
-        if not pki.same_public_key(key.public_key(), cert.public_key()):  # type: ignore[arg-type]
+        if not pki.same_public_key(key.public_key(), cert.public_key()):
             raise BadInputError(f"bundle {root}: {key_path.name} does not match {cloud['cert_file']}")
     return dict(cloud)
 

@@ -165,7 +165,7 @@ def provision_by_claim(request: ClaimRequest) -> ClaimResult:
         cert = pki.load_certificate(cert_pem)
     except pki.PkiError as exc:
         raise ProvisionError(f"claim: the certificate received is unusable: {exc}") from exc
-    if not pki.same_public_key(cert.public_key(), key.public_key()):  # type: ignore[arg-type]
+    if not pki.same_public_key(cert.public_key(), key.public_key()):
         raise ProvisionError("claim: the certificate received does not carry this device's key")
     thing_name = naming.validate_thing_name(str(registered.thing_name))
     paths = bundle.write_bundle(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from provisioning import bundle, naming, pki
 from provisioning.errors import (
@@ -146,15 +147,18 @@ def cmd_ca_show(args: argparse.Namespace) -> int:
 
 
 def _load_expected_key(path: str) -> pki.PublicKey:
+    """The public key in `path`: a PEM public key, or the key of a PEM certificate."""
     data = _read_input_file(path, "expect-key")
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
         try:
-            return pki.load_certificate(data).public_key()  # type: ignore[return-value]
+            return pki.public_key_of(pki.load_certificate(data))
         except pki.PkiError as exc:
             raise BadInputError(f"expect-key: {path} is neither a PEM public key nor a certificate") from exc
-    return key  # type: ignore[return-value]
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise BadInputError(f"expect-key: key type {type(key).__name__} is not one of EC, RSA")
+    return key
 
 
 def cmd_device_issue(args: argparse.Namespace) -> int:

@@ -151,7 +151,19 @@ class FleetHome:
         if not path.exists():
             raise NotFoundError(f"thing {thing_name!r}: not issued in {self.root} (no {path})")
         data = _read_json(path)
-        return DeviceRecord(**{k: data.get(k) for k in DeviceRecord.__dataclass_fields__})
+        try:
+            return DeviceRecord(
+                thing_name=str(data["thing_name"]),
+                serial=str(data["serial"]),
+                certificate_path=str(data["certificate_path"]),
+                key_path=str(data["key_path"]) if data.get("key_path") else None,
+                certificate_id=str(data["certificate_id"]),
+                serial_number=str(data["serial_number"]),
+                not_after=str(data["not_after"]),
+                profile=str(data["profile"]) if data.get("profile") else None,
+            )
+        except KeyError as exc:
+            raise BadInputError(f"{path}: missing key {exc.args[0]!r}") from exc
 
     def device_certificate(self, thing_name: str) -> x509.Certificate:
         return pki.load_certificate(Path(self.device(thing_name).certificate_path).read_bytes())

@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KeyAlgorithm = Literal["ec-p256", "rsa-2048"]
@@ -160,11 +161,19 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise PkiError(f"csr: not a PEM or DER certificate signing request ({exc})") from exc
 
 
-def _public_bytes(key: PublicKey) -> bytes:
+def _public_bytes(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def same_public_key(a: PublicKey, b: PublicKey) -> bool:
+def public_key_of(item: x509.Certificate | x509.CertificateSigningRequest) -> PublicKey:
+    """The EC or RSA public key a certificate or CSR carries; PkiError for any other key type."""
+    key = item.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise PkiError(f"key type {type(key).__name__} is not one of EC, RSA")
+    return key
+
+
+def same_public_key(a: CertificatePublicKeyTypes, b: CertificatePublicKeyTypes) -> bool:
     """True when both are the same public key (compared as DER SubjectPublicKeyInfo)."""
     return _public_bytes(a) == _public_bytes(b)
 
@@ -249,7 +258,7 @@ def issue_client_certificate(
     """
     if isinstance(subject, x509.CertificateSigningRequest):
         verify_csr(subject)
-        public_key = subject.public_key()
+        public_key = public_key_of(subject)
     else:
         public_key = subject
     return _client_or_server_certificate(

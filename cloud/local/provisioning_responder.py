@@ -158,7 +158,7 @@ class ProvisioningResponder:
             raise Rejected(400, "InvalidCSR", f"CSR subject CN must be the thing name: {exc}") from exc
         if self.registry.thing(common_name) is not None:
             raise Rejected(409, "ResourceAlreadyExists", f"thing {common_name!r} is already registered")
-        return self._issue_pending(csr.public_key(), common_name)  # type: ignore[arg-type]
+        return self._issue_pending(pki.public_key_of(csr), common_name)
 
     def _create_keys(self, request: dict[str, Any]) -> dict[str, Any]:
         if not self.allow_create_keys:
@@ -204,7 +204,7 @@ class ProvisioningResponder:
         if pki.common_name(cert).startswith(PENDING_CN_PREFIX):  # CreateKeysAndCertificate: re-issue
             cert = pki.issue_client_certificate(
                 self.ca,
-                cert.public_key(),  # type: ignore[arg-type]
+                pki.public_key_of(cert),
                 thing_name,
                 validity_days=template.certificate_validity_days,
             )

@@ -173,7 +173,7 @@ def test_device_issue_from_csr_keeps_the_key_on_the_device(
     assert code == 0, device
     assert device["key_path"] is None and not (fleet / "devices" / "anc-sn-csr" / "device.key").exists()
     cert = pki.load_certificate(Path(device["certificate_path"]).read_bytes())
-    assert pki.same_public_key(cert.public_key(), key.public_key())  # type: ignore[arg-type]
+    assert pki.same_public_key(cert.public_key(), key.public_key())
     assert pki.common_name(cert) == "anc-sn-csr"  # the CSR's own subject is ignored
 
 

@@ -54,7 +54,7 @@ def test_create_from_csr_then_register_thing_activates_the_certificate(
     assert set(created) == {"certificateId", "certificatePem", "certificateOwnershipToken"}
     cert = pki.load_certificate(created["certificatePem"].encode())
     pki.verify_issued_by(cert, ca.certificate)
-    assert pki.same_public_key(cert.public_key(), key.public_key())  # type: ignore[arg-type]
+    assert pki.same_public_key(cert.public_key(), key.public_key())
     assert responder.registry.certificate(created["certificateId"]).status == "PENDING_ACTIVATION"  # type: ignore[union-attr]
 
     request = {
@@ -155,7 +155,7 @@ def test_create_keys_and_certificate_returns_a_key_and_a_named_certificate_on_re
     assert registered["thingName"] == "anc-sn-400"
     cert = pki.load_certificate(registered["deviceConfiguration"]["certificatePem"].encode())
     assert pki.common_name(cert) == "anc-sn-400"
-    assert pki.same_public_key(cert.public_key(), key.public_key())  # type: ignore[arg-type]
+    assert pki.same_public_key(cert.public_key(), key.public_key())
     pki.verify_issued_by(cert, ca.certificate)
 
 
