@@ -30,6 +30,7 @@ from numba import njit
 from agent.dsp.fxnlms import estimated_disturbance, filtered_reference, push_filtered, reversed_fir
 from agent.dsp.fxrls import fxrls_adapt
 from agent.dsp.guard import (
+    G_TRIPPED,
     GUARD_STATE_SIZE,
     guard_channel,
     guard_parameters,
@@ -68,7 +69,8 @@ M_LIMITER_COUNT = 5  # cumulative output samples that hit the limiter
 M_MIX_WEIGHT = 6  # hybrid lambda (FxNLMS share) of channel 0
 M_BLOCKS = 7  # cumulative blocks processed
 M_DISTURBANCE_POWER = 8  # mean square of the estimated uncontrolled error d^ (attenuation = this / error)
-N_METRICS = 9
+M_TRIPPED_CHANNELS = 9  # channels the divergence guard has muted (see agent.dsp.guard); 0 when healthy
+N_METRICS = 10
 
 # parameter-set layout (float64 vector)
 P_ALGORITHM, P_MU, P_LEAKAGE, P_LAMBDA, P_MODE, P_EPS, P_MU_MIX, P_DELTA, P_MAX_TRACE = range(9)
@@ -83,6 +85,10 @@ CMD_LOAD, CMD_RESET = 0, 1
 EPS = 1e-8
 DELTA = 1e-3  # RLS prior P0 = I / DELTA
 CROSSFADE_S = 0.005
+# The FxNLMS step is normalised by ||x'_vec||^2 + NORM_FLOOR * ||s^||^2 ||x_vec||^2: right after start-up or
+# a noise onset the filtered reference lags the reference by the path delay, ||x'_vec|| is still tiny,
+# and a plain normalisation would take huge steps that the (already loud) reference turns into a blast.
+NORM_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -221,7 +227,8 @@ def controller_block(
     indata (B, n_in) float32, outdata (B, n_out) float32 (written; channels no controller drives get 0).
     Per-channel state has a leading channel axis C: sr (C, M) reversed S^ FIRs, delays (C,) int64, histories
     xbuf (C, hx + Bmax), fxbuf (C, hf + Bmax), ybuf (C, hy + Bmax) with hist = [hx, hf, hy] (int64), ebuf
-    (C, Bmax) sanitised error block, energy (C,) running ||x'_vec||^2 over L, w1r (C, L), w2r (C, N),
+    (C, Bmax) sanitised error block, energy (C, 3) [running ||x'_vec||^2 over L, running ||x_vec||^2 over L,
+    ||s^||^2], w1r (C, L), w2r (C, N),
     p (C, N, N), pi (C, N), mix (C, 3), snapshots and staging arrays of the same shapes, gstate (C, G),
     limiter_gain (C,). Blocks longer than Bmax are processed in Bmax chunks.
     """
@@ -253,12 +260,15 @@ def controller_block(
             snap_w1[c, :] = 0.0
             snap_w2[c, :] = 0.0
             snap_mix[c, :] = mix[c, :]
+            gstate[c, :] = 0.0
         cmd[CMD_RESET] = 0
     if cmd[CMD_LOAD] != 0:
         w1r[:, :] = stage_w1
         w2r[:, :] = stage_w2
         p[:, :, :] = stage_p
         mix[:, :] = stage_mix
+        for c in range(n_ch):
+            gstate[c, G_TRIPPED] = 0.0
         cmd[CMD_LOAD] = 0
 
     if mode != xfade[X_MODE] or alg != xfade[X_ALG]:
@@ -310,16 +320,27 @@ def controller_block(
                     ev = 0.0
                     metrics[M_NONFINITE_COUNT] += 1.0
                 eb[n] = ev
-            en = energy[c]
+            en = energy[c, 0]
+            ex = energy[c, 1]
+            floor_gain = NORM_FLOOR * energy[c, 2]
             ce_pow = 0.0
             cd_pow = 0.0
+            c_lim = 0
+            live = gstate[c, G_TRIPPED] == 0.0
+            use1 = need1 and live
+            use2 = need2 and live
             for n in range(block):
                 xv = xb[hx + n]
                 ev = eb[n]
                 en = push_filtered(fb, hf, n, filtered_reference(s_r, delay, xb, hx, n), l_taps, en)
-                y1 = dot(w1, 0, xb, hx + n - l_taps + 1, l_taps) if need1 else 0.0
+                x_old = xb[hx + n - l_taps]
+                ex += xv * xv - x_old * x_old
+                if ex < 0.0:
+                    ex = 0.0
+                norm = en + floor_gain * ex
+                y1 = dot(w1, 0, xb, hx + n - l_taps + 1, l_taps) if use1 else 0.0
                 n_taps = w2.shape[0]
-                y2 = dot(w2, 0, xb, hx + n - n_taps + 1, n_taps) if need2 else 0.0
+                y2 = dot(w2, 0, xb, hx + n - n_taps + 1, n_taps) if use2 else 0.0
                 mlam = mx[MIX_LAMBDA]
                 a1, a2, ap = _weights(mode, alg, mlam)
                 pos = fade_pos + n + 1
@@ -331,22 +352,22 @@ def controller_block(
                     ap = g * ap + (1.0 - g) * bp
                 v = a1 * y1 + a2 * y2 + ap * xv
                 if not (abs(v) <= limit):
-                    metrics[M_LIMITER_COUNT] += 1.0
+                    c_lim += 1
                 out = limit_sample(v, limiter_gain, c, limit, release)
                 yb[hy + n] = out
                 outdata[start + n, spk] = np.float32(out)
                 dh = estimated_disturbance(ev, s_r, delay, yb, hy, n)
-                if adapting:
+                if adapting and live:
                     if alg == ALG_FXNLMS:
                         b0 = hf + n - l_taps + 1
                         e1 = dh + dot(w1, 0, fb, b0, l_taps)
-                        leaky_update(w1, keep, -mu * e1 / (eps + en), fb, b0, l_taps)
+                        leaky_update(w1, keep, -mu * e1 / (eps + norm), fb, b0, l_taps)
                     elif alg == ALG_FXRLS:
                         fxrls_adapt(w2, p[c], pi[c], fb, hf, n, dh, lam, 1.0, delta, max_trace)
                     else:
                         hybrid_adapt(
-                            w1, w2, p[c], pi[c], fb, hf, n, dh, en, mx, mu, keep, eps, lam, delta, max_trace,
-                            mu_mix,
+                            w1, w2, p[c], pi[c], fb, hf, n, dh, norm, mx, mu, keep, eps, lam, delta,
+                            max_trace, mu_mix,
                         )  # fmt: skip
                 ce_pow += ev * ev
                 cd_pow += dh * dh
@@ -355,16 +376,17 @@ def controller_block(
             shift_history(xb, hx, block)
             shift_history(fb, hf, block)
             shift_history(yb, hy, block)
-            energy[c] = sum_squares(fb, hf - l_taps, l_taps)
+            energy[c, 0] = sum_squares(fb, hf - l_taps, l_taps)
+            energy[c, 1] = sum_squares(xb, hx - l_taps, l_taps)
             e_pow += ce_pow
             d_pow += cd_pow
+            metrics[M_LIMITER_COUNT] += c_lim
             cancelling = adapting and fade_pos + block >= fade_len
             if guard_channel(
                 w1, w2, p[c], mx, snap_w1[c], snap_w2[c], snap_mix[c], gstate[c], gparams,
-                ce_pow / block, cd_pow / block, cancelling,
+                ce_pow / block, cd_pow / block, c_lim / block, cancelling,
             ):  # fmt: skip
                 metrics[M_DIVERGENCE_COUNT] += 1.0
-                energy[c] = sum_squares(fb, hf - l_taps, l_taps)
         xfade[X_POS] = min(fade_pos + block, fade_len)
         start += block
 
@@ -376,6 +398,10 @@ def controller_block(
         metrics[M_DISTURBANCE_POWER] = d_pow * scale
     metrics[M_MIX_WEIGHT] = mix[0, MIX_LAMBDA]
     metrics[M_BLOCKS] += 1.0
+    tripped = 0.0
+    for c in range(n_ch):
+        tripped += gstate[c, G_TRIPPED]
+    metrics[M_TRIPPED_CHANNELS] = tripped
 
 
 class _Buffers:
@@ -392,7 +418,7 @@ class _Buffers:
             self.sr[c, m - s.taps :] = reversed_fir(s)
         self.delays = np.array([s.delay_samples for s in secondary], dtype=np.int64)
         longest = max(taps, rls_taps)
-        hx = max(longest, max_delay + m) - 1
+        hx = max(longest, max_delay + m)  # >= L: the x energy window needs x[n - L]
         hf = longest
         hy = max_delay + m - 1
         self.hist = np.array([hx, hf, hy], dtype=np.int64)
@@ -400,7 +426,8 @@ class _Buffers:
         self.fxbuf = np.zeros((n_ch, hf + max_block))
         self.ybuf = np.zeros((n_ch, hy + max_block))
         self.ebuf = np.zeros((n_ch, max_block))
-        self.energy = np.zeros(n_ch)
+        self.energy = np.zeros((n_ch, 3))
+        self.energy[:, 2] = np.sum(self.sr**2, axis=1)
         self.w1r = np.zeros((n_ch, taps))
         self.w2r = np.zeros((n_ch, rls_taps))
         self.p = np.zeros((n_ch, rls_taps, rls_taps))
@@ -518,13 +545,17 @@ class Controller:
             new.snap_w1[:] = new.w1r
             new.snap_w2[:] = new.w2r
             new.snap_mix[:] = new.mix
-            for name in ("xbuf", "ybuf", "energy", "gstate", "limiter_gain"):
+            for i, name in enumerate(("xbuf", "fxbuf", "ybuf")):
+                # histories: the newest sample sits at column hist[i] - 1; align those ends
                 dst, src = getattr(new, name), getattr(old, name)
-                if dst.ndim == 2:
-                    k = min(dst.shape[1], src.shape[1])
-                    dst[:, :k] = src[:, :k]
-                else:
-                    dst[:] = src
+                h_new, h_old = int(new.hist[i]), int(old.hist[i])
+                k = min(h_new, h_old)
+                dst[:, h_new - k : h_new] = src[:, h_old - k : h_old]
+            hx, hf = int(new.hist[0]), int(new.hist[1])
+            new.energy[:, 0] = np.sum(new.fxbuf[:, hf - s.taps : hf] ** 2, axis=1)
+            new.energy[:, 1] = np.sum(new.xbuf[:, hx - s.taps : hx] ** 2, axis=1)
+            new.gstate[:] = old.gstate
+            new.limiter_gain[:] = old.limiter_gain
             self._flip(s)
             self._buffers = new
             self._args = self._kernel_args(new)

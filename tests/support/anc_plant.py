@@ -12,10 +12,10 @@ from scipy.signal import lfilter
 
 
 def decaying_fir(rng: np.random.Generator, delay_samples: int, taps: int, decay_samples: float) -> np.ndarray:
-    """(delay_samples + taps,) float64: a pure delay then an exponentially decaying random response."""
+    """(delay_samples + taps,) float64, unit energy: a pure delay, then an exponentially decaying response
+    with random detail (like a small enclosure: strong at low frequencies, never a spectral null there)."""
     h = np.zeros(delay_samples + taps)
-    h[delay_samples:] = rng.standard_normal(taps) * np.exp(-np.arange(taps) / decay_samples)
-    h[delay_samples] = 1.0
+    h[delay_samples:] = np.exp(-np.arange(taps) / decay_samples) * (1.0 + 0.5 * rng.standard_normal(taps))
     return h / np.sqrt(np.sum(h**2))
 
 
@@ -23,7 +23,8 @@ class BlockPlant:
     """Single-channel loop: `step(y_block)` records the output block; `error_block()` gives the next e.
 
     x (T,) float64 is the whole reference signal; primary (K,) and secondary (J,) are FIRs (the loop delay
-    is added here, not in `secondary`). Blocks are consumed in order.
+    is added here, not in `secondary`); optional white sensor noise at the error mic (part of d, which
+    the controller cannot cancel). Blocks are consumed in order.
     """
 
     def __init__(
@@ -33,11 +34,15 @@ class BlockPlant:
         secondary: np.ndarray,
         block: int,
         converter_delay_samples: int,
+        sensor_noise_rms: float = 0.0,
+        seed: int = 0,
     ) -> None:
-        self.x = x
+        self.x = x.copy()
         self.block = block
         self.loop_delay = 2 * block + converter_delay_samples
         self.d = lfilter(primary, [1.0], x)
+        if sensor_noise_rms > 0:
+            self.d = self.d + sensor_noise_rms * np.random.default_rng(seed).standard_normal(x.shape[0])
         self.secondary = secondary
         self.played = np.zeros(x.shape[0] + self.loop_delay + block)
         self._zi = np.zeros(secondary.shape[0] - 1)
@@ -78,15 +83,26 @@ class ProfileLoop:
     speaker channel numbers of the profile, driving anything with `process(indata, outdata)`.
 
     references: (C, T) float64, one reference signal per controller channel (channels sharing a
-    reference mic must be given the same signal); primaries / secondaries: C FIRs each.
+    reference mic must be given the same signal); primaries / secondaries: C FIRs each. `indata` holds
+    the last block handed to the processor, `outdata` what it wrote.
     """
 
-    def __init__(self, profile, references: np.ndarray, primaries, secondaries) -> None:
+    def __init__(
+        self, profile, references: np.ndarray, primaries, secondaries, sensor_noise_rms: float = 0.0
+    ) -> None:
         self.profile = profile
         ch = profile.channels
         block = profile.audio.block_size
         self.plants = [
-            BlockPlant(references[c], primaries[c], secondaries[c], block, profile.converter_delay_samples)
+            BlockPlant(
+                references[c],
+                primaries[c],
+                secondaries[c],
+                block,
+                profile.converter_delay_samples,
+                sensor_noise_rms,
+                seed=c,
+            )
             for c in range(ch.controllers)
         ]
         self.indata = np.zeros((block, ch.input_channels), dtype=np.float32)
