@@ -11,6 +11,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from agent.config import load_config
 from agent.sync.config import parse_cloud_config
 from provisioning import bundle, pki
 from provisioning.errors import BadInputError
@@ -47,6 +48,8 @@ def test_bundle_is_read_by_the_agents_config_loader(
     assert cloud.cert_file == out / "device.crt" and cloud.key_file == out / "device.key"
     assert stat.S_IMODE((out / "device.key").stat().st_mode) == 0o600
     assert bundle.verify_bundle(out, (fleet / "ca" / "ca.pem").read_bytes())["thing_name"] == issued
+    agent_config = load_config(out / "agent.yaml")  # the daemon's own loader accepts the whole file
+    assert agent_config.profile == PROFILE and agent_config.cloud == config["cloud"]
 
 
 def test_existing_bundle_is_kept_without_force_and_replaced_with_it(
