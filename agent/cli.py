@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "run": "run the device daemon (audio engine, control thread, cloud sync); what systemd starts",
     "simulate": "run the controller on a simulated acoustic plant and report the figures",
     "bench": "measure every kernel against peers (C reference, padasip, pyroomacoustics)",
+    "detect": "scan WAV recordings for sirens, alarms and horns with the on-device detector",
 }
 
 
