@@ -96,12 +96,38 @@ def test_plain_listener_admits_the_service_user_by_password_only(tmp_path: Path)
             MqttProbe(b, plain=True, password="wrong").connect(timeout_s=2)
 
 
-def test_added_acl_block_grants_a_claim_identity_its_topics(broker: Broker) -> None:
-    broker.add_acl(["user claim-factory", "topic readwrite $aws/certificates/create-from-csr/#"])
-    with MqttProbe(broker, *broker.issue_client("claim-factory")) as claim:
+def test_claim_identity_reaches_the_provisioning_topics_but_no_devices_topics(broker: Broker) -> None:
+    with (
+        MqttProbe(broker, *broker.issue_claim("claim-factory")) as claim,
+        MqttProbe(broker, *broker.service_cert()) as service,
+    ):
         assert claim.subscribe("$aws/certificates/create-from-csr/json/accepted") == [1]
+        assert service.subscribe("anc/#") == [1]
         claim.publish("$aws/certificates/create-from-csr/json/accepted", b"echo")
+        claim.publish("anc/claim-factory/telemetry", b"not a device")  # patterns apply to it too
+        claim.publish("anc/anc-sn-1/telemetry", b"forged")
         assert claim.next_message() == ("$aws/certificates/create-from-csr/json/accepted", b"echo")
+        assert service.next_message() == ("anc/claim-factory/telemetry", b"not a device")
+        with pytest.raises(queue.Empty):
+            service.next_message(timeout_s=0.3)
+
+
+def test_revoked_certificate_is_refused_by_a_broker_with_the_crl(
+    fleet: Path, passphrase_file: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    for serial in ("SN-KEEP", "SN-GONE"):
+        assert (
+            run_cli("--home", fleet, "device", "issue", serial, "--passphrase-file", passphrase_file)[0] == 0
+        )
+    assert run_cli("--home", fleet, "revoke", "anc-sn-gone", "--passphrase-file", passphrase_file)[0] == 0
+    crl = fleet / "ca" / "crl.pem"
+    with Broker(tmp_path / "b", ca_dir=fleet / "ca", ca_passphrase=PASSPHRASE.encode(), crl_path=crl) as b:
+        kept = fleet / "devices" / "anc-sn-keep"
+        with MqttProbe(b, kept / "device.crt", kept / "device.key") as device:
+            assert device.subscribe("anc/anc-sn-keep/commands") == [1]
+        gone = fleet / "devices" / "anc-sn-gone"
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            MqttProbe(b, gone / "device.crt", gone / "device.key").connect(timeout_s=2)
 
 
 def test_bundle_from_anc_provision_connects_to_a_broker_on_the_fleet_ca(

@@ -15,19 +15,11 @@ from cloud.local.registry import Registry
 from provisioning import bundle, cli
 from tests.support.broker import Broker, MqttProbe
 
-CLAIM_USER = "claim-factory"
 TEMPLATE = "anc-edge-fleet"
-CLAIM_ACL = [
-    f"user {CLAIM_USER}",
-    "topic readwrite $aws/certificates/create-from-csr/#",
-    "topic readwrite $aws/certificates/create/#",
-    "topic readwrite $aws/provisioning-templates/#",
-]
 
 
 @pytest.fixture
 def responder(broker: Broker, tmp_path: Path) -> Iterator[ProvisioningResponder]:
-    broker.add_acl(CLAIM_ACL)
     registry = Registry(tmp_path / "registry.sqlite")
     template = ProvisioningTemplate(TEMPLATE, device_configuration={"fleet": "test"})
     service = ProvisioningResponder(broker.ca, registry, [template])
@@ -41,7 +33,7 @@ def responder(broker: Broker, tmp_path: Path) -> Iterator[ProvisioningResponder]
 def _claim(
     broker: Broker, out: Path, serial: str, capsys: pytest.CaptureFixture[str], *extra: str
 ) -> tuple[int, dict]:
-    claim_cert, claim_key = broker.issue_client(CLAIM_USER)
+    claim_cert, claim_key = broker.issue_claim()
     code = cli.main(
         [
             "claim",

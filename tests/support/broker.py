@@ -29,8 +29,9 @@ What the broker enforces (like AWS IoT Core with a per-thing policy):
   `SERVICE_USER` and password `service_password` (no anonymous access on either listener).
 - `extra_acl` lines (constructor) and `add_acl(lines)` (at run time, applied with SIGHUP) add anything
   else, e.g. a claim identity limited to the fleet-provisioning topics:
-  `broker.add_acl(["user claim-factory", "topic readwrite $aws/certificates/create-from-csr/#", ...])`.
-  Lines are appended after the built-in blocks; start a block with `user NAME`.
+  `broker.add_acl(["user NAME", "topic readwrite some/topic/#"])`. Lines are appended after the
+  built-in blocks; start a block with `user NAME`. `issue_claim(name)` does this for a fleet-provisioning
+  claim identity (the `$aws/certificates/...` and `$aws/provisioning-templates/...` topics).
 - Optional `crl_path`: a CRL (PEM) from the same CA; revoked client certificates are refused at the TLS
   handshake.
 
@@ -68,6 +69,12 @@ from provisioning import pki
 MOSQUITTO = "/usr/sbin/mosquitto"
 SERVICE_USER = "anc-local-service"
 DEVICE_ACL_PATTERNS = ("pattern readwrite $aws/things/%u/shadow/#", "pattern readwrite anc/%u/#")
+# What a fleet-provisioning claim identity may reach (and nothing else).
+CLAIM_ACL_TOPICS = (
+    "$aws/certificates/create-from-csr/#",
+    "$aws/certificates/create/#",
+    "$aws/provisioning-templates/#",
+)
 _START_TIMEOUT_S = 10.0
 
 
@@ -155,6 +162,14 @@ class Broker:
         if cert_path.exists() and key_path.exists():
             return cert_path, key_path
         return self.issue_client(SERVICE_USER)
+
+    def issue_claim(self, common_name: str = "claim-factory") -> tuple[Path, Path]:
+        """A fleet-provisioning claim identity: its (cert_path, key_path), and an ACL block giving it the
+        provisioning topics (CLAIM_ACL_TOPICS; like every client it also matches the patterns for its own
+        name, which no device has). Applied at once when the broker runs."""
+        if f"user {common_name}" not in self._extra_acl:
+            self.add_acl([f"user {common_name}", *(f"topic readwrite {t}" for t in CLAIM_ACL_TOPICS)])
+        return self.issue_client(common_name)
 
     # ------------------------------------------------------------------------------------------ config
 
