@@ -26,8 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path ({DEFAULT_PROFILE})"
     )
-    parser.add_argument("--primary-ir", metavar="F", help="primary-path impulse response (.wav or .npy)")
-    parser.add_argument("--secondary-ir", metavar="F", help="secondary-path impulse response (.wav or .npy)")
+    parser.add_argument(
+        "--primary-ir", metavar="F", help="primary-path impulse response, .wav or .npy (every controller)"
+    )
+    parser.add_argument(
+        "--secondary-ir", metavar="F", help="secondary-path impulse response, .wav or .npy (every controller)"
+    )
     parser.add_argument("--noise", metavar="SPEC", help=f"{NOISE_FORMS} (default: the profile's)")
     parser.add_argument(
         "--seconds", type=float, default=DEFAULT_SECONDS, help="seconds of control after identification"
