@@ -1,0 +1,496 @@
+"""The on-device emergency-sound detector: sirens, smoke/CO alarms and car horns switch ANC to pass-through.
+
+It runs on the control thread over the power spectra of `agent.control.features.FeatureExtractor` (32 ms
+Hann frames every 16 ms). Per frame it picks the strongest spectral peaks between 200 Hz and 4 kHz
+(parabolic interpolation on the dB spectrum), measures each one's prominence over the local spectral floor
+and the prominence at its harmonics and sub-harmonics, and links peaks across frames into frequency tracks.
+A track becomes evidence when its recent trajectory matches a pattern:
+
+- siren: an isolated fundamental at 350-1800 Hz with odd harmonics (square-wave drive) and a smooth
+  trajectory (a hi-lo tone or a wail sweep), or a fast periodic sweep at 450-2000 Hz (yelp);
+- alarm: a very stable tone at 2.3-3.9 kHz (a temporal-three beep), or two short bursts at the same
+  frequency 60-180 ms apart (temporal-four CO cadence);
+- horn: a steady, level, isolated fundamental at 250-650 Hz with a rich stack of harmonics, even ones
+  included.
+
+Evidence needs about 150 ms of a track, so a detection fires within about 200-250 ms of the onset: the
+engine must be in pass-through within 300 ms. A detection ends once `hold_s` passes with no evidence of its
+label (for alarms at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.control.features import FeatureExtractor
+
+LABELS = ("siren", "alarm", "horn")
+DEFAULT_HOLD_S = 5.0
+ALARM_MIN_HOLD_S = 6.0  # the temporal-four cadence pauses 5 s (+10 %) between bursts of beeps
+
+PEAK_BAND_HZ = (200.0, 4000.0)
+MAX_PEAKS = 5  # peaks kept per frame, strongest first
+PEAK_MIN_PROMINENCE_DB = 10.0
+FLOOR_HALF_WIDTH_BINS = 8  # the local floor averages +-8 bins ...
+FLOOR_GAP_BINS = 2  # ... leaving out +-2 bins around the peak
+HARMONIC_PRESENT_DB = 6.0  # prominence at which a harmonic counts as present
+NEIGHBOUR_MIN_HZ = 60.0  # lowest frequency searched for a peak's lower neighbours
+ISOLATED_DB = -6.0  # a fundamental's lower neighbours (0.3 f .. 0.95 f) stay below its level minus 6 dB
+MAX_MISSES = 2  # frames a track may lose its peak before it ends
+MAX_TRACKS = 10
+
+STEADY_FRAMES = 9  # ~160 ms of frames for the steady-tone and sweep patterns
+YELP_FRAMES = 12
+SIREN_BAND_HZ = (350.0, 1800.0)
+SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd
+SIREN_MAX_RESIDUAL = 0.003  # rms of a quadratic fit to the trajectory, relative to the frequency
+YELP_BAND_HZ = (450.0, 2000.0)
+YELP_MIN_RANGE = 0.2  # of the mean frequency, over YELP_FRAMES
+YELP_MIN_CONSISTENCY = 0.7  # share of hops sweeping in the same direction as the previous one
+YELP_MIN_FRAMES = 8  # frames of YELP_FRAMES where the sweep's peak was found
+YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows
+ALARM_BAND_HZ = (2300.0, 3900.0)
+ALARM_MAX_REL_STD = 0.004
+ALARM_MIN_PROMINENCE_DB = 12.0
+T4_BURST_FRAMES = (3, 10)  # an isolated beep of 60-180 ms, seen in 3 to 10 frames
+T4_MAX_GAP_FRAMES = 12
+T4_MAX_FREQ_DIFF = 0.015
+HORN_BAND_HZ = (250.0, 650.0)
+HORN_MAX_REL_STD = 0.005
+HORN_MAX_LEVEL_RANGE_DB = 4.0
+HORN_MIN_HARMONICS = 3  # of harmonics 2..5
+HORN_MIN_HIGH_DB = -11.0  # brassy: some harmonic 4..8 within 11 dB of the fundamental
+
+# Columns of the per-peak feature rows: frequency, level, prominence; level of harmonics 2..5 relative to the
+# peak (dB); prominence of harmonics 2..5 (dB); strongest lower neighbour relative to the peak (dB); strongest
+# of harmonics 4..8 relative to the peak (dB).
+F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH = range(13)
+N_COLUMNS = 13
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """An emergency sound: `label` (siren, alarm, horn) heard from `onset_s` (stream time, s) to `end_s`
+    (None while it lasts). `detected_s` is when the detector decided; `confidence` is in [0, 1]."""
+
+    label: str
+    onset_s: float
+    end_s: float | None
+    confidence: float
+    detected_s: float
+    pattern: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "onset_s": round(self.onset_s, 3),
+            "end_s": None if self.end_s is None else round(self.end_s, 3),
+            "confidence": round(self.confidence, 3),
+        }
+
+
+def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.ndarray:
+    """The strongest tonal peaks of each frame and what surrounds them.
+
+    power: (n, n_bins) linear power spectra. Returns (n, MAX_PEAKS, N_COLUMNS) float64 rows of
+    the columns named at the top of this module (F_HZ .. HIGH); the prominence is over the local spectral
+    floor, the neighbour is the strongest other peak between 0.3 f and 0.95 f (-inf if none). Rows of absent
+    peaks are NaN. Peaks are ordered strongest first.
+    """
+    n, n_bins = power.shape
+    level = 10.0 * np.log10(power.astype(np.float64) + 1e-12)
+    w, g = FLOOR_HALF_WIDTH_BINS, FLOOR_GAP_BINS
+    padded = np.pad(level, ((0, 0), (w + 1, w)), mode="edge")
+    csum = np.cumsum(padded, axis=1)
+
+    def window_sum(half: int) -> np.ndarray:
+        return csum[:, w + 1 + half : w + 1 + half + n_bins] - csum[:, w - half : w - half + n_bins]
+
+    floor = (window_sum(w) - window_sum(g)) / (2 * (w - g))
+    prominence = level - floor
+
+    lo = max(2, int(np.ceil(PEAK_BAND_HZ[0] / bin_hz)))
+    hi = min(n_bins - 2, int(PEAK_BAND_HZ[1] / bin_hz), int(0.45 * sample_rate_hz / bin_hz))
+    centre = level[:, lo:hi]
+    is_peak = (
+        (centre > level[:, lo - 1 : hi - 1])
+        & (centre >= level[:, lo + 1 : hi + 1])
+        & (prominence[:, lo:hi] >= PEAK_MIN_PROMINENCE_DB)
+    )
+    ranked = np.where(is_peak, centre, -np.inf)
+    k = min(MAX_PEAKS, hi - lo)
+    top = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(ranked, top, axis=1), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    valid = np.isfinite(np.take_along_axis(ranked, top, axis=1))
+    bins = top + lo
+    rows = np.arange(n)[:, None]
+    a, b, c = level[rows, bins - 1], level[rows, bins], level[rows, bins + 1]
+    denom = a - 2 * b + c
+    delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+    out = np.full((n, MAX_PEAKS, N_COLUMNS), np.nan)
+    f_hz = (bins + delta) * bin_hz
+    out[:, :k, F_HZ] = f_hz
+    out[:, :k, LEVEL_DB] = b - 0.25 * (a - c) * delta
+    out[:, :k, PROM_DB] = prominence[rows, bins]
+
+    def near(spectrum: np.ndarray, f_target_hz: np.ndarray) -> np.ndarray:
+        """Largest value of `spectrum` within +-1 bin of each target frequency; NaN beyond the spectrum."""
+        centre_bin = np.rint(f_target_hz / bin_hz).astype(np.int64)
+        inside = (centre_bin >= 1) & (centre_bin <= n_bins - 2)
+        cb = np.clip(centre_bin, 1, n_bins - 2)
+        best = np.maximum(np.maximum(spectrum[rows, cb - 1], spectrum[rows, cb]), spectrum[rows, cb + 1])
+        return np.where(inside, best, np.nan)
+
+    peak_level = out[:, :k, LEVEL_DB]
+    for multiple in (2, 3, 4, 5):
+        out[:, :k, R2 + multiple - 2] = near(level, f_hz * multiple) - peak_level
+        out[:, :k, P2 + multiple - 2] = near(prominence, f_hz * multiple)
+    high = np.stack([near(level, f_hz * multiple) for multiple in range(4, 9)])
+    out[:, :k, HIGH] = (
+        np.where(np.all(np.isnan(high), axis=0), np.nan, np.nanmax(np.nan_to_num(high, nan=-np.inf), axis=0))
+        - peak_level
+    )
+    # A fundamental stands alone: no other peak between 0.3 f and 0.95 f comes near its level. A harmonic of
+    # speech, music or an engine has its lower neighbours there, at a similar level.
+    lo_n = max(1, int(NEIGHBOUR_MIN_HZ / bin_hz))
+    is_neighbour = (
+        (level[:, lo_n:hi] > level[:, lo_n - 1 : hi - 1])
+        & (level[:, lo_n:hi] >= level[:, lo_n + 1 : hi + 1])
+        & (prominence[:, lo_n:hi] >= HARMONIC_PRESENT_DB)
+    )
+    neighbour_level = np.where(is_neighbour, level[:, lo_n:hi], -np.inf)  # (n, m)
+    neighbour_hz = (np.arange(lo_n, hi) * bin_hz)[None, None, :]
+    f_peak = f_hz[:, :, None]
+    inside = (neighbour_hz >= 0.3 * f_peak) & (neighbour_hz <= 0.95 * f_peak)  # (n, k, m)
+    strongest = np.where(inside, neighbour_level[:, None, :], -np.inf).max(axis=2)
+    out[:, :k, SUB] = strongest - out[:, :k, LEVEL_DB]
+    out[:, :k][~valid] = np.nan
+    return out
+
+
+def _median(values: np.ndarray) -> float:
+    """Median of the non-NaN values; -inf when there are none (an absent feature never passes a test)."""
+    finite = values[~np.isnan(values)]
+    return float(np.median(finite)) if finite.size else -np.inf
+
+
+def _confidence(prominence_db: float) -> float:
+    """A [0.3, 1] confidence from the median prominence of the evidence (6 dB -> 0.3, 30 dB -> 1)."""
+    return float(np.clip((prominence_db - 6.0) / 24.0, 0.3, 1.0))
+
+
+@dataclass(slots=True)
+class _Track:
+    """One frequency track: the per-frame peak rows since it started (NaN rows for missed frames)."""
+
+    start_index: int
+    rows: deque = field(default_factory=lambda: deque(maxlen=32))
+    misses: int = 0
+    length: int = 0  # frames since the start, misses included
+
+    @property
+    def last_f_hz(self) -> float:
+        for row in reversed(self.rows):
+            if not np.isnan(row[F_HZ]):
+                return float(row[F_HZ])
+        return float("nan")
+
+    def predicted_f_hz(self) -> float:
+        found = [r[F_HZ] for r in list(self.rows)[-3:] if not np.isnan(r[F_HZ])]
+        if len(found) >= 2:
+            return float(2 * found[-1] - found[-2])
+        return self.last_f_hz
+
+    def recent(self, frames: int) -> np.ndarray:
+        """The last `frames` rows, (frames, N_COLUMNS) float64 (NaN rows where the peak was missed)."""
+        return np.array(list(self.rows)[-frames:])
+
+
+@dataclass(frozen=True, slots=True)
+class _Burst:
+    """A short, stable tone that ended: a candidate beep of a temporal-four CO alarm."""
+
+    start_index: int
+    end_index: int
+    f_hz: float
+
+
+@dataclass(slots=True)
+class _LabelState:
+    active: bool = False
+    onset_s: float = 0.0
+    last_evidence_s: float = 0.0
+    confidence: float = 0.0
+    pattern: str = ""
+
+
+class SafetyDetector:
+    """Stream detector of sirens, alarms and horns over `FeatureExtractor` power spectra.
+
+    Feed it with `update(power)` (frames in stream order, (n, n_bins) from an extractor made by
+    `make_extractor()`), or with raw samples through `process(samples)`. Both return the events of the
+    frames just processed: a Detection with `end_s=None` at an onset, and one with `end_s` set when it ends.
+    """
+
+    def __init__(
+        self,
+        sample_rate_hz: int,
+        hold_s: float = DEFAULT_HOLD_S,
+        frame_s: float = 0.032,
+        hop_s: float = 0.016,
+    ) -> None:
+        if not 0.0 < hold_s <= 600.0:
+            raise ValueError(f"hold_s={hold_s:g} is outside (0, 600]")
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.hold_s = float(hold_s)
+        self.frame_s = frame_s
+        self.hop_s = hop_s
+        self._extractor = self.make_extractor()
+        self.bin_hz = self._extractor.bin_hz
+        self._hop_s = self._extractor.hop / self.sample_rate_hz
+        self._frame_len_s = self._extractor.frame_length / self.sample_rate_hz
+        self._index = 0
+        self._tracks: list[_Track] = []
+        self._bursts: deque[_Burst] = deque(maxlen=8)
+        self._states = {label: _LabelState() for label in LABELS}
+
+    def make_extractor(self) -> FeatureExtractor:
+        """A FeatureExtractor framed as this detector expects."""
+        return FeatureExtractor(self.sample_rate_hz, frame_s=self.frame_s, hop_s=self.hop_s)
+
+    @property
+    def active(self) -> bool:
+        """True while any emergency is detected (pass-through wanted)."""
+        return any(s.active for s in self._states.values())
+
+    @property
+    def active_labels(self) -> tuple[str, ...]:
+        return tuple(label for label, s in self._states.items() if s.active)
+
+    def process(self, samples: np.ndarray) -> list[Detection]:
+        """Run the detector on the next samples of the stream, (n,) float32 mono, full scale 1.0."""
+        if self._extractor.push(samples) == 0:
+            return []
+        return self.update(self._extractor.power)
+
+    def update(self, power: np.ndarray) -> list[Detection]:
+        """Run the detector on the next frames of the stream, (n, n_bins) linear power (see features)."""
+        if power.ndim != 2 or power.shape[1] != self._extractor.n_bins:
+            raise ValueError(
+                f"power must be (frames, {self._extractor.n_bins}) for {self.sample_rate_hz} Hz, "
+                f"got {power.shape}"
+            )
+        if power.shape[0] == 0:
+            return []
+        peaks = peak_features(power, self.bin_hz, self.sample_rate_hz)
+        events: list[Detection] = []
+        for i in range(peaks.shape[0]):
+            evidence = self._step(peaks[i])
+            events.extend(self._decide(evidence))
+            self._index += 1
+        return events
+
+    def finish(self) -> list[Detection]:
+        """End every active detection at the end of the stream (for files); returns the end events."""
+        now_s = self._end_s(self._index - 1)
+        events = []
+        for label, state in self._states.items():
+            if state.active:
+                state.active = False
+                events.append(
+                    Detection(
+                        label, state.onset_s, state.last_evidence_s, state.confidence, now_s, state.pattern
+                    )
+                )
+        return events
+
+    # ------------------------------------------------------------ internals
+
+    def _end_s(self, index: int) -> float:
+        return index * self._hop_s + self._frame_len_s
+
+    def _start_s(self, index: int) -> float:
+        return index * self._hop_s
+
+    def _step(self, peaks: np.ndarray) -> dict[str, tuple[float, float, str]]:
+        """Link this frame's peaks ((MAX_PEAKS, N_COLUMNS)) to tracks; return label -> (onset_s,
+        confidence, pattern)."""
+        present = [row for row in peaks if not np.isnan(row[F_HZ])]
+        claimed = [False] * len(present)
+        self._tracks.sort(key=lambda t: -np.nanmax([r[LEVEL_DB] for r in t.rows]))
+        for track in self._tracks:
+            last, pred = track.last_f_hz, track.predicted_f_hz()
+            tolerance = max(40.0, 0.2 * last)
+            best, best_err = -1, tolerance
+            for j, row in enumerate(present):
+                if claimed[j]:
+                    continue
+                err = min(abs(row[F_HZ] - last), abs(row[F_HZ] - pred))
+                if err <= best_err:
+                    best, best_err = j, err
+            track.length += 1
+            if best >= 0:
+                claimed[best] = True
+                track.rows.append(present[best])
+                track.misses = 0
+            else:
+                track.rows.append(np.full(N_COLUMNS, np.nan))
+                track.misses += 1
+        for track in [t for t in self._tracks if t.misses > MAX_MISSES]:
+            self._close(track)
+        self._tracks = [t for t in self._tracks if t.misses <= MAX_MISSES]
+        for j, row in enumerate(present):
+            if not claimed[j] and len(self._tracks) < MAX_TRACKS:
+                track = _Track(start_index=self._index, length=1)
+                track.rows.append(row)
+                self._tracks.append(track)
+
+        evidence: dict[str, tuple[float, float, str]] = {}
+        for track in self._tracks:
+            if track.misses:
+                continue
+            for label, confidence, onset_index, pattern in self._classify(track):
+                onset_s = self._start_s(onset_index) + 0.5 * self._frame_len_s
+                if label not in evidence or confidence > evidence[label][1]:
+                    evidence[label] = (onset_s, confidence, pattern)
+        return evidence
+
+    def _close(self, track: _Track) -> None:
+        """Remember a track that ended if it looks like one beep of an alarm."""
+        seen = track.length - track.misses
+        rows = track.recent(track.length)
+        rows = rows[~np.isnan(rows[:, F_HZ])]
+        if not T4_BURST_FRAMES[0] <= seen <= T4_BURST_FRAMES[1] or rows.shape[0] < T4_BURST_FRAMES[0]:
+            return
+        f = rows[:, F_HZ]
+        if (
+            ALARM_BAND_HZ[0] <= np.median(f) <= ALARM_BAND_HZ[1]
+            and np.std(f) <= 2 * ALARM_MAX_REL_STD * np.mean(f)
+            and _median(rows[:, PROM_DB]) >= ALARM_MIN_PROMINENCE_DB
+            and _median(rows[:, SUB]) < ISOLATED_DB
+        ):
+            self._bursts.append(_Burst(track.start_index, track.start_index + seen - 1, float(np.median(f))))
+
+    def _classify(self, track: _Track) -> list[tuple[str, float, int, str]]:
+        """The labels whose pattern the track's recent trajectory matches: (label, confidence, onset index,
+        pattern)."""
+        found: list[tuple[str, float, int, str]] = []
+        if track.length >= STEADY_FRAMES:
+            found += self._tonal_patterns(track)
+        if track.length >= YELP_FRAMES:
+            found += self._yelp_pattern(track)
+        if 3 <= track.length <= T4_MAX_GAP_FRAMES and self._bursts:
+            found += self._t4_pattern(track)
+        return found
+
+    def _tonal_patterns(self, track: _Track) -> list[tuple[str, float, int, str]]:
+        """Steady or smoothly sweeping tones: an alarm beep, a hi-lo or wail siren, a horn."""
+        rows = track.recent(STEADY_FRAMES)
+        ok = ~np.isnan(rows[:, F_HZ])
+        if ok.sum() < STEADY_FRAMES - 1:
+            return []
+        r = rows[ok]
+        f = r[:, F_HZ]
+        f_mean = float(np.mean(f))
+        rel_std = float(np.std(f)) / f_mean
+        prom = _median(r[:, PROM_DB])
+        confidence = _confidence(prom)
+        odd = (
+            _median(r[:, P3]) >= HARMONIC_PRESENT_DB and _median(r[:, R3] - r[:, R2]) >= SIREN_MIN_ODD_EVEN_DB
+        )
+        isolated = _median(r[:, SUB]) < ISOLATED_DB
+        found: list[tuple[str, float, int, str]] = []
+        if not isolated:
+            return found
+        if (
+            ALARM_BAND_HZ[0] <= f_mean <= ALARM_BAND_HZ[1]
+            and rel_std <= ALARM_MAX_REL_STD
+            and prom >= ALARM_MIN_PROMINENCE_DB
+        ):
+            found.append(("alarm", confidence, track.start_index, "alarm-steady"))
+        if SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1] and odd:
+            t = np.flatnonzero(ok).astype(np.float64)
+            fit = np.polyval(np.polyfit(t, f, 2), t)
+            residual = float(np.sqrt(np.mean((f - fit) ** 2))) / f_mean
+            if residual <= SIREN_MAX_RESIDUAL:
+                found.append(("siren", confidence, track.start_index, "siren-smooth"))
+        if HORN_BAND_HZ[0] <= f_mean <= HORN_BAND_HZ[1] and rel_std <= HORN_MAX_REL_STD:
+            level_range = float(np.ptp(r[:, LEVEL_DB]))
+            present = [_median(r[:, column]) >= HARMONIC_PRESENT_DB for column in (P2, P3, P4, P5)]
+            if (
+                level_range <= HORN_MAX_LEVEL_RANGE_DB
+                and sum(present) >= HORN_MIN_HARMONICS
+                and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
+            ):
+                found.append(("horn", confidence, track.start_index, "horn-stack"))
+        return found
+
+    def _yelp_pattern(self, track: _Track) -> list[tuple[str, float, int, str]]:
+        """A fast sweep of an isolated tone with odd harmonics, steadily in one direction then the other."""
+        rows = track.recent(YELP_FRAMES)
+        r = rows[~np.isnan(rows[:, F_HZ])]
+        if r.shape[0] < YELP_MIN_FRAMES:
+            return []
+        f = r[:, F_HZ]
+        if not (YELP_BAND_HZ[0] <= f.min() and f.max() <= YELP_BAND_HZ[1]):
+            return []
+        if _median(r[:, SUB]) >= ISOLATED_DB or _median(r[:, P3]) < YELP_MIN_H3_DB:
+            return []
+        steps = np.diff(f)
+        same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
+        if np.ptp(f) < YELP_MIN_RANGE * np.mean(f) or same_way < YELP_MIN_CONSISTENCY:
+            return []
+        return [("siren", _confidence(_median(r[:, PROM_DB])), track.start_index, "siren-yelp")]
+
+    def _t4_pattern(self, track: _Track) -> list[tuple[str, float, int, str]]:
+        """A new beep at the frequency of a short beep that ended 30-190 ms before: the CO cadence."""
+        rows = track.recent(track.length)
+        r = rows[~np.isnan(rows[:, F_HZ])]
+        if r.shape[0] < 3 or _median(r[:, SUB]) >= ISOLATED_DB:
+            return []
+        f_now = float(np.median(r[:, F_HZ]))
+        if (
+            not ALARM_BAND_HZ[0] <= f_now <= ALARM_BAND_HZ[1]
+            or np.std(r[:, F_HZ]) > 2 * ALARM_MAX_REL_STD * f_now
+        ):
+            return []
+        for burst in self._bursts:
+            gap = track.start_index - burst.end_index
+            if 2 <= gap <= T4_MAX_GAP_FRAMES and abs(burst.f_hz - f_now) <= T4_MAX_FREQ_DIFF * f_now:
+                return [("alarm", _confidence(_median(r[:, PROM_DB])), burst.start_index, "alarm-t4")]
+        return []
+
+    def _decide(self, evidence: dict[str, tuple[float, float, str]]) -> list[Detection]:
+        now_s = self._end_s(self._index)
+        events = []
+        for label, state in self._states.items():
+            if label in evidence:
+                onset_s, confidence, pattern = evidence[label]
+                state.last_evidence_s = now_s
+                if not state.active:
+                    state.active = True
+                    state.onset_s = onset_s
+                    state.confidence = confidence
+                    state.pattern = pattern
+                    events.append(Detection(label, onset_s, None, confidence, now_s, pattern))
+                else:
+                    state.confidence = max(state.confidence, confidence)
+            elif state.active:
+                hold_s = max(self.hold_s, ALARM_MIN_HOLD_S) if label == "alarm" else self.hold_s
+                if now_s - state.last_evidence_s >= hold_s:
+                    state.active = False
+                    events.append(
+                        Detection(
+                            label,
+                            state.onset_s,
+                            state.last_evidence_s,
+                            state.confidence,
+                            now_s,
+                            state.pattern,
+                        )
+                    )
+        return events
