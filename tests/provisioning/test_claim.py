@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from cloud.local.provisioning_responder import ProvisioningResponder, Provisioni
 from cloud.local.registry import Registry
 from provisioning import bundle, cli
 from tests.support.broker import Broker, MqttProbe
+from tests.support.pki import PASSPHRASE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATE = "anc-edge-fleet"
 
@@ -109,3 +115,60 @@ def test_claim_for_a_registered_thing_is_rejected_with_the_error_code(
     assert code == 1
     assert "CreateCertificateFromCsr rejected: 409 ResourceAlreadyExists" in result["error"]["message"]
     assert not (tmp_path / "second").exists()
+
+
+def test_claim_without_a_responder_times_out_with_exit_code_1(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "etc-anc-agent"
+    code, result = _claim(broker, out, "SN-000780", capsys, "--timeout-s", "1")
+    assert code == 1 and "CreateCertificateFromCsr: no response within 1 s" in result["error"]["message"]
+    assert not out.exists()
+
+
+def test_claim_with_a_foreign_claim_certificate_cannot_connect(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign = Broker(tmp_path / "foreign")  # never started: only its CA signs the claim certificate
+    cert, key = foreign.issue_client("claim-factory")
+    code = cli.main(
+        [
+            "claim", "--endpoint", f"{broker.host}:{broker.port}", "--claim-cert", str(cert),
+            "--claim-key", str(key), "--root-ca", str(broker.ca_path), "--template", TEMPLATE,
+            "--serial", "SN-000781", "--profile", "headphone-ff-48k", "--out", str(tmp_path / "out"),
+            "--timeout-s", "3", "--json",
+        ]
+    )  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1 and "claim" in result["error"]["message"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_responder_command_serves_a_fleet_home_ca_to_the_claim_command(
+    fleet: Path, passphrase_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Broker(tmp_path / "b", ca_dir=fleet / "ca", ca_passphrase=PASSPHRASE.encode()) as b:
+        cert, key = b.service_cert()
+        command = [
+            sys.executable, "-m", "cloud.local.provisioning_responder", "--home", str(fleet),
+            "--passphrase-file", str(passphrase_file), "--registry", str(tmp_path / "registry.sqlite"),
+            "--template", TEMPLATE, "--host", b.host, "--port", str(b.port), "--ca-file", str(b.ca_path),
+            "--cert-file", str(cert), "--key-file", str(key),
+        ]  # fmt: skip
+        log_path = tmp_path / "responder.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        try:
+            deadline = time.monotonic() + 20
+            while "serving templates" not in log_path.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log_path.read_text()
+                time.sleep(0.05)
+            code, result = _claim(b, tmp_path / "etc", "SN-000782", capsys)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        assert code == 0, (result, log_path.read_text())
+        assert result["thing_name"] == "anc-sn-000782"
+        assert bundle.verify_bundle(tmp_path / "etc", (fleet / "ca" / "ca.pem").read_bytes())
+        assert "PRIVATE KEY" not in log_path.read_text()
+        assert Registry(tmp_path / "registry.sqlite").thing("anc-sn-000782") is not None
