@@ -69,7 +69,7 @@ def plant_step(
     for o in range(shist.shape[0]):
         shift_history(shist[o], spast, block)
         for n in range(block):
-            v = np.float64(outdata[n, o])
+            v = float(outdata[n, o])
             if not np.isfinite(v):
                 v = 0.0
             shist[o, spast + n] = min(1.0, max(-1.0, v))
