@@ -126,7 +126,8 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 def cmd_ca_show(args: argparse.Namespace) -> int:
     home = _home(args)
     cert = home.ca_certificate()
-    issued = sorted(p.name for p in home.devices_dir.iterdir()) if home.devices_dir.is_dir() else []
+    devices = home.devices_dir.iterdir() if home.devices_dir.is_dir() else iter(())
+    issued = sorted(p.name for p in devices if not p.name.startswith("."))
     result = {
         "certificate": str(home.ca_cert_path),
         "fingerprint": pki.fingerprint_sha256(cert),
