@@ -90,8 +90,13 @@ def test_restart_keeps_the_port_and_accepts_clients_again(broker: Broker) -> Non
 
 def test_plain_listener_admits_the_service_user_by_password_only(tmp_path: Path) -> None:
     with Broker(tmp_path / "b", plain_listener=True) as b:
-        with MqttProbe(b, plain=True) as service:
+        with (
+            MqttProbe(b, plain=True) as service,
+            MqttProbe(b, *b.issue_client("anc-sn-1")) as device,  # TLS devices need no password
+        ):
             assert service.subscribe("$aws/things/+/shadow/#") == [1]
+            device.publish("$aws/things/anc-sn-1/shadow/update", b"{}")
+            assert service.next_message() == ("$aws/things/anc-sn-1/shadow/update", b"{}")
         with pytest.raises(ConnectionError):
             MqttProbe(b, plain=True, password="wrong").connect(timeout_s=2)
 
