@@ -217,14 +217,19 @@ class SecondaryPathIdentifier:
         self._ref = np.array(ch.reference_mics, dtype=np.int64)
         self._err = np.array(ch.error_mics, dtype=np.int64)
         self._spk = np.array(ch.speakers, dtype=np.int64)
-        self._blocks_done = 0
-        self._pos = 0
-        self.nonfinite_count = 0
+        # [blocks processed, probe samples played, non-finite input samples]: an array, so counting in
+        # the audio callback creates no Python objects that outlive the call
+        self._count = np.zeros(3, dtype=np.int64)
+
+    @property
+    def nonfinite_count(self) -> int:
+        """Non-finite input samples replaced by 0 so far."""
+        return int(self._count[2])
 
     @property
     def done(self) -> bool:
         """True once probe_s seconds of probe (plus the loop's settling blocks) have been processed."""
-        return self._blocks_done >= self.total_blocks
+        return self._count[0] >= self.total_blocks
 
     def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """One audio block: indata (B, n_in) float32, outdata (B, n_out) float32 (probe written here).
@@ -235,17 +240,18 @@ class SecondaryPathIdentifier:
         if self.done or block > self._max_block:
             outdata.fill(0.0)
             return
-        progress = self._blocks_done / self.total_blocks
+        progress = self._count[0] / self.total_blocks
         mu = self.MU_START * (self.MU_END / self.MU_START) ** progress
         mu_ref = self.MU_REF_START * (self.MU_REF_END / self.MU_REF_START) ** progress
-        remaining = self._probe.shape[1] - self._pos
+        pos = self._count[1]
+        remaining = self._probe.shape[1] - pos
         block = min(block, remaining)
-        self.nonfinite_count += identify_block(
-            indata[:block], outdata[:block], self._ref, self._err, self._spk, self._probe, self._pos,
+        self._count[2] += identify_block(
+            indata[:block], outdata[:block], self._ref, self._err, self._spk, self._probe, pos,
             self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats, mu, mu_ref, True,
         )  # fmt: skip
-        self._pos += block
-        self._blocks_done += 1
+        self._count[1] += block
+        self._count[0] += 1
 
     def impulse_responses(self) -> np.ndarray:
         """(C, fit_taps) float64: the full fitted speaker -> error-mic responses (delay included)."""
@@ -259,7 +265,7 @@ class SecondaryPathIdentifier:
         """One SecondaryPath per controller channel; IdentificationError if not done or a channel is dead."""
         if not self.done:
             raise IdentificationError(
-                f"identification still running ({self._blocks_done}/{self.total_blocks} blocks)"
+                f"identification still running ({self._count[0]}/{self.total_blocks} blocks)"
             )
         paths = []
         for c, h in enumerate(self.impulse_responses()):
