@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-ENCODINGS = {"f16-zlib-b64": np.dtype("<f2"), "f32-zlib-b64": np.dtype("<f4")}
+ENCODINGS: dict[str, np.dtype[Any]] = {"f16-zlib-b64": np.dtype("<f2"), "f32-zlib-b64": np.dtype("<f4")}
 MAX_VALUES = 1 << 20  # no coefficient set is larger; refuse anything that claims more
 MAX_DATA_CHARS = 1 << 20
 _KEY = re.compile(r"^[A-Za-z0-9_./-]{1,64}$")

@@ -13,6 +13,10 @@ settings rules, no engine). A cloud-side client (the broker's privileged service
 - optionally a network outage of `outage_s` between the agents and the broker (`cut`/`restore` hooks,
   e.g. a TCP proxy): telemetry keeps flowing into the spools and must all arrive afterwards.
 
+Many agents share this one process: use the awsiot transport (the CRT's epoll event loop) for large N;
+paho's network loop uses select(), which cannot watch file descriptors above 1023 (about 120 agents
+here, each holding a socket, a wake-up socket pair and three SQLite files).
+
 `python -m agent.sync.loadtest --agents 200` runs it against a local Mosquitto and shadow service started
 from the repository's test support code (a development checkout is needed for that entry point).
 """
@@ -207,7 +211,7 @@ def run_load(
     *,
     duration_s: float = 10.0,
     telemetry_hz: float = 1.0,
-    transport: str = "paho",
+    transport: str = "awsiot",
     round_trips: int = 20,
     outage_s: float = 0.0,
     cut: Callable[[], None] | None = None,
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--duration-s", type=float, default=30.0)
     parser.add_argument("--telemetry-hz", type=float, default=1.0)
-    parser.add_argument("--transport", choices=("paho", "awsiot"), default="paho")
+    parser.add_argument("--transport", choices=("awsiot", "paho"), default="awsiot")
     parser.add_argument("--round-trips", type=int, default=50)
     parser.add_argument(
         "--outage-s", type=float, default=0.0, help="network outage between agents and broker"

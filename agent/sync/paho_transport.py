@@ -56,8 +56,11 @@ class PahoTransport(Transport):
         config: CloudConfig,
         limits: PublishLimits | None = None,
         min_connected_s: float = 30.0,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         super().__init__(loop, limits)
+        self._connect_timeout_s = connect_timeout_s
+        self._attempt_timer: Timer | None = None
         self._config = config
         self._protocol = mqtt.MQTTv5 if config.mqtt_version == "5" else mqtt.MQTTv311
         self._ssl = tls_context(config)
@@ -106,9 +109,9 @@ class PahoTransport(Transport):
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._config.mqtt_client_id,
+            clean_session=None if self._protocol == mqtt.MQTTv5 else True,  # MQTT 5: clean_start below
             protocol=self._protocol,
             reconnect_on_failure=False,
-            **({} if self._protocol == mqtt.MQTTv5 else {"clean_session": True}),
         )
         client.tls_set_context(self._ssl)
         client.max_inflight_messages_set(20)
@@ -119,6 +122,9 @@ class PahoTransport(Transport):
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         self._client = client
+        self._attempt_timer = self._loop.call_later(
+            self._connect_timeout_s, lambda: self._attempt_expired(client)
+        )
         kwargs: dict[str, Any] = {"clean_start": True} if self._protocol == mqtt.MQTTv5 else {}
         try:
             client.connect_async(self._config.endpoint, self._config.port, self._config.keepalive_s, **kwargs)
@@ -127,6 +133,19 @@ class PahoTransport(Transport):
             log.warning("connect to %s:%s failed: %s", self._config.endpoint, self._config.port, exc)
             self._client = None
             self._schedule_retry()
+
+    def _attempt_expired(self, client: mqtt.Client) -> None:
+        """No CONNACK in time, and paho said nothing (its thread may have died, e.g. select() refusing a
+        file descriptor above 1023): give this client up and try again."""
+        if client is self._client and not self.connected:
+            log.warning(
+                "no connection to %s:%s within %.0f s",
+                self._config.endpoint,
+                self._config.port,
+                self._connect_timeout_s,
+            )
+            threading.Thread(target=client.loop_stop, name="paho-stop", daemon=True).start()
+            self._lost(client)
 
     def _schedule_retry(self) -> None:
         if not self._wanted or self._retry_timer is not None:
@@ -174,6 +193,9 @@ class PahoTransport(Transport):
 
     def _connected(self, client: mqtt.Client) -> None:
         if client is self._client:
+            if self._attempt_timer is not None:
+                self._attempt_timer.cancel()
+                self._attempt_timer = None
             self._set_connected(True)
 
     def _on_connect_fail(self, client: mqtt.Client, _u: Any) -> None:

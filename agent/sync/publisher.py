@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ class Publisher:
         self._loop.post(lambda: self._enqueue_telemetry(record))
 
     def event(self, record: dict[str, Any]) -> None:
-        self._loop.post(lambda: self._enqueue(self._events_topic, record))
+        self._loop.post(lambda: self._enqueue_event(record))
 
     def features(self, record: dict[str, Any]) -> None:
         self._loop.post(lambda: self._send_features(record))
@@ -141,6 +142,9 @@ class Publisher:
         if self._enqueue(self._telemetry_topic, full, (SEQUENCE_COUNTER, seq)):
             self._seq = seq
 
+    def _enqueue_event(self, record: dict[str, Any]) -> None:
+        self._enqueue(self._events_topic, record)
+
     def _enqueue(self, topic: str, record: dict[str, Any], counter: tuple[str, int] | None = None) -> bool:
         payload = self._encode(record)
         if payload is None:
@@ -178,14 +182,12 @@ class Publisher:
             for msg in batch:
                 self._cursor = msg.id
                 self._in_flight.add(msg.id)
-                self._transport.publish(
-                    msg.topic,
-                    msg.payload,
-                    msg.qos,
-                    lambda outcome, i=msg.id, g=generation: self._on_done(i, g, outcome),
-                )
+                self._transport.publish(msg.topic, msg.payload, msg.qos, self._completion(msg.id, generation))
                 if generation != self._generation:
                     return  # the connection dropped while sending
+
+    def _completion(self, message_id: int, generation: int) -> Callable[[PublishOutcome], None]:
+        return lambda outcome: self._on_done(message_id, generation, outcome)
 
     def _on_done(self, message_id: int, generation: int, outcome: PublishOutcome) -> None:
         if generation != self._generation:

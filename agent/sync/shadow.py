@@ -526,7 +526,8 @@ class ShadowClient:
 
     def _keep_locally(self, encoded: coeffs.EncodedSet, current: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in current.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in current.items()}
+        np.savez(buf, **arrays)
         name = encoded.pointer(self.thing_name)["s3_key"].rsplit("/", 1)[1]
         write_file_atomic(self._dir / "coefficients" / name, buf.getvalue(), mode=0o600)
 
