@@ -180,6 +180,9 @@ class IdentificationError(RuntimeError):
 class SecondaryPathIdentifier:
     """Start-up identification: plays a low-level probe noise on each speaker, fits an FIR with NLMS."""
 
+    # A measured response must stand out of its own noise floor: peak |h| at least this many times the
+    # median |h| over the fitted window (noise alone gives about 5).
+    MIN_PEAK_TO_MEDIAN = 20.0
     MU_START = 1.0
     MU_END = 0.005
     MU_REF_START = 0.05
@@ -269,6 +272,13 @@ class SecondaryPathIdentifier:
             )
         paths = []
         for c, h in enumerate(self.impulse_responses()):
+            peak = float(np.max(np.abs(h)))
+            floor = float(np.median(np.abs(h)))
+            if not (peak >= self.MIN_PEAK_TO_MEDIAN * floor):
+                raise IdentificationError(
+                    f"channel {c} (speaker {self._spk[c]}, error mic {self._err[c]}): no clear response to "
+                    f"the probe (peak {peak:.3g} vs noise floor {floor:.3g}); is the speaker connected?"
+                )
             try:
                 paths.append(
                     SecondaryPath.from_impulse_response(
