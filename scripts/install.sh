@@ -7,7 +7,9 @@
 #   1. installs the system packages the agent needs (Python, PortAudio, ALSA);
 #   2. creates the `anc-agent` system user (no login, no home) in the `audio` group;
 #   3. builds a virtual environment in /opt/anc-agent/venv and installs this package into it;
-#   4. installs the example config as /etc/anc-agent/agent.yaml (mode 0640, group anc-agent) when absent;
+#   4. installs the example config as /etc/anc-agent/agent.yaml (mode 0640, group anc-agent) when absent,
+#      and compiles every numba kernel into /var/lib/anc-agent/numba-cache as the service user (so the
+#      first start loads kernels instead of compiling them);
 #   5. installs systemd/anc-agent.service into /etc/systemd/system, checks it with systemd-analyze,
 #      reloads systemd and enables the service (start it with `systemctl start anc-agent`).
 # Environment: PREFIX (default /opt/anc-agent), CONFIG_DIR (default /etc/anc-agent),
@@ -57,6 +59,11 @@ else
   echo "install: keeping the existing $CONFIG_DIR/agent.yaml"
 fi
 install -m 0644 config/agent.example.yaml "$CONFIG_DIR/agent.example.yaml"
+
+echo "install: compiling the kernels into the service's numba cache"
+install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" /var/lib/anc-agent /var/lib/anc-agent/numba-cache
+runuser -u "$SERVICE_USER" -- env NUMBA_CACHE_DIR=/var/lib/anc-agent/numba-cache \
+  "$PREFIX/venv/bin/python" -m agent.service.warmup
 
 echo "install: systemd unit"
 install -d -m 0755 "$UNIT_DIR"

@@ -2,9 +2,10 @@
 
 Each block the pump calls `callback(indata, outdata, frames, None, status)` and then hands the
 filled `outdata` to a `source` that produces the next `indata`. Paced, it keeps a monotonic deadline per
-block (block k is due at start + k * block period) and sleeps until it; when it falls more than
-`late_blocks` periods behind it flags an output underflow on the next block (what a real sound card
-would report) and re-anchors the clock instead of bursting to catch up. Unpaced, it runs as fast as the
+block (block k is due at start + k * block period) and sleeps until it. Behind schedule it runs blocks
+back to back to catch up (as a sound card's buffer would absorb a late wake-up); more than `late_s`
+behind, it flags an output underflow on the next block (what a real sound card would report) and
+re-anchors the clock instead of bursting further. Unpaced, it runs as fast as the
 CPU allows. With `prime_input` the source fills the first mic block before the first callback (a file);
 otherwise the first block is silence (a plant that has heard nothing yet). It can be told to stall
 (deliver no blocks while the stream stays open) so the service watchdog can be tested.
@@ -36,14 +37,14 @@ class BlockPump:
         output_channels: int,
         source: BlockSource,
         paced: bool = True,
-        late_blocks: int = 2,
+        late_s: float = 0.05,
         prime_input: bool = False,
         name: str = "audio-pump",
     ) -> None:
         self.audio = audio
         self._source = source
         self._paced = paced
-        self._late_ns = int(late_blocks * audio.block_period_s * 1e9)
+        self._late_ns = int(max(late_s, 2 * audio.block_period_s) * 1e9)
         self._period_ns = audio.block_size * 1_000_000_000 // audio.sample_rate_hz
         self._period_rem = audio.block_size * 1_000_000_000 % audio.sample_rate_hz
         self._indata = np.zeros((audio.block_size, input_channels), dtype=np.float32)

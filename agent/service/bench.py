@@ -104,8 +104,11 @@ def bench_engine(profile: Profile, algorithm: str = "fxnlms", taps: int = 256) -
     return engine, plant
 
 
-def _run_blocks(engine: Any, plant: Any, blocks: int, portaudio: bool) -> None:
-    """Drive `blocks` callbacks: through a PortAudio stream, or directly (plant in the loop)."""
+def _run_blocks(
+    engine: Any, plant: Any, blocks: int, portaudio: bool, sink: list[np.ndarray] | None = None
+) -> None:
+    """Drive `blocks` callbacks: through a PortAudio stream, or directly (plant in the loop). With `sink`,
+    the per-block processing times (ns) are drained into it as they come (the ring holds a few seconds)."""
     if not portaudio:
         from agent.audio.base import StreamStatus
 
@@ -113,9 +116,13 @@ def _run_blocks(engine: Any, plant: Any, blocks: int, portaudio: bool) -> None:
         indata = np.zeros((p.audio.block_size, p.channels.input_channels), dtype=np.float32)
         outdata = np.zeros((p.audio.block_size, p.channels.output_channels), dtype=np.float32)
         status = StreamStatus()
-        for _ in range(blocks):
+        for k in range(blocks):
             engine.callback(indata, outdata, p.audio.block_size, None, status)
             plant.step(outdata, indata)
+            if sink is not None and k % 1000 == 999:
+                sink.append(engine.rings.drain_blocks().proc_ns)
+        if sink is not None:
+            sink.append(engine.rings.drain_blocks().proc_ns)
         return
     from agent.audio.sounddevice_backend import SounddeviceBackend
 
@@ -127,8 +134,12 @@ def _run_blocks(engine: Any, plant: Any, blocks: int, portaudio: bool) -> None:
         deadline = time.monotonic() + 60.0
         while engine.blocks < target and time.monotonic() < deadline:
             time.sleep(0.01)
+            if sink is not None:
+                sink.append(engine.rings.drain_blocks().proc_ns)
     finally:
         backend.stop()
+    if sink is not None:
+        sink.append(engine.rings.drain_blocks().proc_ns)
 
 
 def callback_figures(
@@ -146,10 +157,11 @@ def callback_figures(
     period_us = profile.audio.block_period_us
     _run_blocks(engine, plant, 200, portaudio)  # warm-up: first-call costs, page faults
     engine.rings.drain_blocks()
-    _run_blocks(engine, plant, blocks, portaudio)
-    rec = engine.rings.drain_blocks()
-    proc_us = rec.proc_ns / 1e3
-    timing_blocks = len(rec)
+    sink: list[np.ndarray] = []
+    _run_blocks(engine, plant, blocks, portaudio, sink)
+    proc_us = np.concatenate(sink) / 1e3
+    timing_blocks = int(proc_us.shape[0])
+    lost_blocks = engine.rings.lost_blocks
 
     enable_nrt_stats()
     _run_blocks(engine, plant, 200, portaudio)
@@ -169,6 +181,7 @@ def callback_figures(
         "taps": taps,
         "controllers": profile.channels.controllers,
         "blocks_timed": timing_blocks,
+        "blocks_lost_from_ring": lost_blocks,
         "block_period_us": round(period_us, 2),
         "callback_us_p50": round(float(np.percentile(proc_us, 50)), 2),
         "callback_us_p99": round(float(np.percentile(proc_us, 99)), 2),
@@ -219,6 +232,7 @@ def agent_cpu(profile_name: str, seconds: float = 10.0) -> dict[str, Any]:
         cpu0, wall0, blocks0 = time.process_time(), time.monotonic(), engine.blocks
         time.sleep(seconds)
         cpu1, wall1, blocks1 = time.process_time(), time.monotonic(), engine.blocks
+        threads = threading.active_count()
     finally:
         control.stop()
         backend.stop()
@@ -232,7 +246,9 @@ def agent_cpu(profile_name: str, seconds: float = 10.0) -> dict[str, Any]:
         "expected_blocks_per_s": round(profile.audio.sample_rate_hz / profile.audio.block_size, 1),
         "attenuation_db": last.get("attenuation_db"),
         "callback_us_p99": last.get("callback_us_p99"),
-        "threads": threading.active_count(),
+        "late_reanchors": backend.pump.late_events,
+        "divergence_count": last.get("divergence_count"),
+        "threads": threads,
     }
 
 
