@@ -165,10 +165,15 @@ class ControlService:
         self, secondary: list[SecondaryPath], coefficients: dict[str, np.ndarray] | None = None
     ) -> None:
         """Build and install the Controller (control thread; allocation and compilation happen here)."""
+        # Compiling can take long on a cold cache: do it without the lock, so the cloud's calls and the
+        # safety override are never held up; settings that changed meanwhile are applied below.
+        settings = self._effective_settings()
+        self._warm_up(Controller(self.profile, secondary, settings))
+        controller = Controller(self.profile, secondary, settings)
         with self._lock:
-            settings = self._effective_settings()
-            self._warm_up(Controller(self.profile, secondary, settings))
-            controller = Controller(self.profile, secondary, settings)
+            effective = self._effective_settings()
+            if effective != settings:
+                controller.apply(effective)
             for coeffs, what in ((coefficients, "checkpoint"), (self._pending_coefficients, "cloud")):
                 if coeffs:
                     try:

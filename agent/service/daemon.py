@@ -152,7 +152,6 @@ class Daemon:
             return
         p.backend.stop()
         p.control.stop()
-        p.control.tick()  # drain what the last blocks recorded
         path = p.control.checkpoint()
         if path is not None:
             log.info("final checkpoint written to %s", path)
