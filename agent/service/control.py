@@ -118,6 +118,7 @@ class ControlService:
         self._counters_seen = {"divergence": 0.0, "unexpected": 0, "bad_frames": 0, "nonfinite_in": 0}
         self._priority_done = False
         self.identification_failures = 0
+        self._retry_identification_at = float("inf")
         self.watchdog_pings = 0
         self.last_telemetry: dict[str, Any] | None = None
         self._captures: list[tuple[Path, int, int]] = []
@@ -236,6 +237,10 @@ class ControlService:
         self._raise_priority()
         if self.identifier is not None and self.identifier.done:
             self._finish_identification()
+        elif self.controller is None and self.identifier is None and now >= self._retry_identification_at:
+            # A failed identification is retried with a fresh probe after a back-off (2, 4, ... 60 s).
+            self.identifier = SecondaryPathIdentifier(self.profile, seed=self.identification_failures)
+            self.engine.install(Stage(self.identifier, STAGE_IDENTIFY))
         self.telemetry.add(self.engine.rings.drain_blocks())
         samples = self.engine.rings.drain_samples()
         self._capture(samples)
@@ -262,13 +267,13 @@ class ControlService:
         try:
             secondary = identifier.result()
         except (IdentificationError, ValueError) as exc:
-            # A dead mic or speaker: keep probing (low level) and say so; never cancel with a guessed path.
+            # A dead mic or speaker: say so, stay silent, probe again later; never cancel with a guessed path.
             self.identification_failures += 1
             log.error("secondary-path identification failed (%s); probing again", exc)
             self.uplink.event({"type": "identification_failed", "reason": str(exc)})
             self.last_error = f"identification: {exc}"
-            self.identifier = SecondaryPathIdentifier(self.profile, seed=self.identification_failures)
-            self.engine.install(Stage(self.identifier, STAGE_IDENTIFY))
+            self.identifier = None
+            self._retry_identification_at = self._clock() + min(60.0, 2.0**self.identification_failures)
             return
         t0 = time.perf_counter()
         self._build_controller(secondary)

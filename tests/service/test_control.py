@@ -223,3 +223,34 @@ def _true_paths(profile):
         SecondaryPath.from_impulse_response(h, profile.controller.secondary_path_taps)
         for h in plant.true_secondary_responses()
     ]
+
+
+def test_a_speaker_the_mics_cannot_hear_fails_identification_and_never_cancels(hvac, tmp_path: Path) -> None:
+    import wave
+
+    from agent.audio.wavfile import WavBackend
+
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal((hvac.audio.samples(3.0), 2)) * 3000).astype("<i2")
+    path = tmp_path / "field.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(hvac.audio.sample_rate_hz)
+        w.writeframes(pcm.tobytes())
+    engine = Engine(hvac)
+    uplink = Collect()
+    control = ControlService(hvac, engine, default_settings(hvac), uplink=uplink)
+    control.prepare()
+    backend = WavBackend(hvac, path, loop=True, paced=False)  # a recording: the speaker is never heard
+    backend.start(engine.callback)
+    control.start()
+    try:
+        assert _wait(lambda: any(e["type"] == "identification_failed" for e in uplink.events), 60)
+        assert control.controller is None
+        assert engine.stage.code == STAGE_IDENTIFY  # silence until the retry
+        assert _wait(lambda: control.identifier is not None, 10)  # probing again after the back-off
+    finally:
+        control.stop()
+        backend.stop()
+    assert control.status()["last_error"].startswith("identification:")
