@@ -202,8 +202,10 @@ def agent_cpu(profile_name: str, seconds: float = 10.0) -> dict[str, Any]:
     from agent.audio.simulated import SimulatedBackend
     from agent.engine import STAGE_CONTROL, Engine
     from agent.service.control import ControlService
+    from agent.service.daemon import tune_interpreter
     from agent.service.settings import default_settings
 
+    tune_interpreter()
     profile = load_profile(profile_name)
     engine = Engine(profile)
     settings = default_settings(profile, telemetry_interval_s=1.0, offload=True)
@@ -245,7 +247,11 @@ def agent_cpu(profile_name: str, seconds: float = 10.0) -> dict[str, Any]:
         "blocks_per_s": round((blocks1 - blocks0) / (wall1 - wall0), 1),
         "expected_blocks_per_s": round(profile.audio.sample_rate_hz / profile.audio.block_size, 1),
         "attenuation_db": last.get("attenuation_db"),
+        "callback_us_p50": last.get("callback_us_p50"),
         "callback_us_p99": last.get("callback_us_p99"),
+        "callback_us_p99_max_over_intervals": max((r.get("callback_us_p99") or 0.0) for r in records[-10:])
+        if records
+        else None,
         "late_reanchors": backend.pump.late_events,
         "divergence_count": last.get("divergence_count"),
         "threads": threads,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ from agent.service.settings import AgentSettings, default_settings, merge_desire
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 2.0
+# How long a Python thread may hold the GIL while another waits for it (CPython's default is 5 ms, a
+# whole block period and more). The audio callback needs the GIL for its few Python lines; with 0.5 ms
+# the control and sync threads hand it over quickly instead of delaying a block by up to 5 ms.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Interpreter settings for a process that runs an audio callback next to other Python threads."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 # Config fields whose change needs a new audio pipeline (everything else applies live on SIGHUP).
 RESTART_FIELDS = ("profile", "backend", "simulated", "wav", "state_dir", "cloud", "realtime_priority")
 
@@ -99,6 +111,7 @@ class Daemon:
     # ------------------------------------------------------------------ pipeline
     def start(self) -> Pipeline:
         config = self.config
+        tune_interpreter()
         profile, settings = resolve(config)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         engine = Engine(profile)
