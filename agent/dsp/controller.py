@@ -70,7 +70,8 @@ M_MIX_WEIGHT = 6  # hybrid lambda (FxNLMS share) of channel 0
 M_BLOCKS = 7  # cumulative blocks processed
 M_DISTURBANCE_POWER = 8  # mean square of the estimated uncontrolled error d^ (attenuation = this / error)
 M_TRIPPED_CHANNELS = 9  # channels the divergence guard has muted (see agent.dsp.guard); 0 when healthy
-N_METRICS = 10
+M_REJECTED_BLOCKS = 10  # cumulative blocks whose buffers did not match the profile (silence was written)
+N_METRICS = 11
 
 # parameter-set layout (float64 vector)
 P_ALGORITHM, P_MU, P_LEAKAGE, P_LAMBDA, P_MODE, P_EPS, P_MU_MIX, P_DELTA, P_MAX_TRACE = range(9)
@@ -524,7 +525,22 @@ class Controller:
         prm[P_MAX_TRACE] = default_max_trace(s.rls_taps, DELTA)
 
     def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
-        """One audio block: indata (B, n_in) float32 in, outdata (B, n_out) float32 out (any B)."""
+        """One audio block: indata (B, n_in) float32 in, outdata (B, n_out) float32 out (any B).
+
+        Buffers with fewer channels than the profile names, or with different block lengths, would make
+        the kernel read or write out of bounds: such a block gets silence (where it can be written) and is
+        counted in M_REJECTED_BLOCKS instead.
+        """
+        if (
+            indata.ndim != 2
+            or outdata.ndim != 2
+            or indata.shape[1] < self._n_in
+            or outdata.shape[1] < self._n_out
+            or indata.shape[0] != outdata.shape[0]
+        ):
+            outdata.fill(0.0)
+            self.metrics[M_REJECTED_BLOCKS] += 1.0
+            return
         controller_block(indata, outdata, *self._args)
 
     def apply(self, settings: ControllerSettings) -> None:

@@ -237,10 +237,19 @@ class SecondaryPathIdentifier:
     def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """One audio block: indata (B, n_in) float32, outdata (B, n_out) float32 (probe written here).
 
-        B must be the profile's block size (smaller blocks are accepted). After `done`, writes silence.
+        B must be the profile's block size (smaller blocks are accepted). After `done`, or for buffers
+        that do not match the profile's channel counts, writes silence.
         """
         block = indata.shape[0]
-        if self.done or block > self._max_block:
+        if (
+            self.done
+            or block > self._max_block
+            or indata.ndim != 2
+            or outdata.ndim != 2
+            or indata.shape[1] < self.profile.channels.input_channels
+            or outdata.shape[1] < self.profile.channels.output_channels
+            or outdata.shape[0] != block
+        ):
             outdata.fill(0.0)
             return
         progress = self._count[0] / self.total_blocks

@@ -12,6 +12,7 @@ from agent.dsp.controller import (
     M_DIVERGENCE_COUNT,
     M_LIMITER_COUNT,
     M_NONFINITE_COUNT,
+    M_REJECTED_BLOCKS,
     M_TRIPPED_CHANNELS,
     MODE_ANC,
     MODE_OFF,
@@ -301,3 +302,37 @@ def test_apply_changes_filter_lengths_between_blocks_and_keeps_running(scene: Sc
 def test_controller_rejects_a_wrong_number_of_secondary_paths(scene: Scene) -> None:
     with pytest.raises(ValueError, match="secondary"):
         Controller(scene.profile, scene.paths[:1], ControllerSettings.from_profile(scene.profile))
+
+
+def test_buffers_that_do_not_match_the_profile_get_silence_and_are_counted(scene: Scene) -> None:
+    p = scene.profile
+    ctl = scene.controller()
+    b = p.audio.block_size
+    too_few_inputs = np.ones((b, p.channels.input_channels - 1), dtype=np.float32)
+    outdata = np.full((b, p.channels.output_channels), 0.3, dtype=np.float32)
+    ctl.process(too_few_inputs, outdata)
+    assert np.all(outdata == 0.0)
+    ctl.process(np.ones((b, p.channels.input_channels), dtype=np.float32), np.zeros((b + 1, 2), np.float32))
+    assert ctl.metrics[M_REJECTED_BLOCKS] == 2
+    assert ctl.metrics[M_BLOCKS] == 0
+
+
+def test_vehicle_cabin_controllers_sharing_one_reference_mic_both_cancel() -> None:
+    profile = load_profile("vehicle-cabin-48k")
+    fs = profile.audio.sample_rate_hz
+    rng = np.random.default_rng(12)
+    engine = tone(100, fs, 1.5) + tone(200, fs, 1.5, 0.05)  # order 2 and 4 at 3000 rpm
+    refs = np.array([engine, engine])  # both seats hear the one firewall mic
+    primaries = [decaying_fir(rng, 192, 128, 40.0) for _ in range(2)]
+    secondaries = [decaying_fir(rng, 72, 96, 30.0) for _ in range(2)]
+    loop_delay = 2 * profile.audio.block_size + profile.converter_delay_samples
+    paths = [
+        SecondaryPath.from_impulse_response(np.concatenate([np.zeros(loop_delay), s]), 128)
+        for s in secondaries
+    ]
+    ctl = Controller(profile, paths, ControllerSettings.from_profile(profile))
+    loop = ProfileLoop(profile, refs, primaries, secondaries, 1e-4)
+    errors, dist = loop.run(ctl, loop.blocks)
+    for c in range(2):
+        sl = slice(round(1.0 * fs), round(1.5 * fs))
+        assert 10 * np.log10(np.mean(dist[c, sl] ** 2) / np.mean(errors[c, sl] ** 2)) >= 20.0
