@@ -78,8 +78,8 @@ P_ALGORITHM, P_MU, P_LEAKAGE, P_LAMBDA, P_MODE, P_EPS, P_MU_MIX, P_DELTA, P_MAX_
 N_PARAMS = 9
 
 # crossfade state (int64 vector)
-X_MODE, X_ALG, X_PREV_MODE, X_PREV_ALG, X_POS = range(5)
-N_XFADE = 5
+X_MODE, X_ALG, X_POS = range(3)
+N_XFADE = 3
 # posted commands (int64 vector)
 CMD_LOAD, CMD_RESET = 0, 1
 
@@ -184,6 +184,12 @@ def _weights(mode: int, alg: int, lam: float) -> tuple[float, float, float]:
     return lam, 1.0 - lam, 0.0
 
 
+@njit(cache=True, inline="always")
+def _fade_curve(pos: int, fade_len: int) -> float:
+    """Raised-cosine crossfade gain, 0 at pos 0 rising to 1 at pos fade_len."""
+    return 0.5 - 0.5 * np.cos(np.pi * pos / fade_len)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def controller_block(
     indata: np.ndarray,
@@ -194,6 +200,7 @@ def controller_block(
     params: np.ndarray,
     active: np.ndarray,
     xfade: np.ndarray,
+    fade_from: np.ndarray,
     cmd: np.ndarray,
     sr: np.ndarray,
     delays: np.ndarray,
@@ -226,6 +233,9 @@ def controller_block(
     """One audio block for every controller channel (see the module docstring).
 
     indata (B, n_in) float32, outdata (B, n_out) float32 (written; channels no controller drives get 0).
+    params (2, N_PARAMS) the two parameter sets, active (1,) which one is live; xfade (3,) int64 [mode,
+    algorithm, samples into the current crossfade]; fade_from (C, 3) the output weights (FxNLMS, FxRLS,
+    reference) the current crossfade started from; cmd (2,) posted load/reset flags.
     Per-channel state has a leading channel axis C: sr (C, M) reversed S^ FIRs, delays (C,) int64, histories
     xbuf (C, hx + Bmax), fxbuf (C, hf + Bmax), ybuf (C, hy + Bmax) with hist = [hx, hf, hy] (int64), ebuf
     (C, Bmax) sanitised error block, energy (C, 3) [running ||x'_vec||^2 over L, running ||x_vec||^2 over L,
@@ -273,16 +283,25 @@ def controller_block(
         cmd[CMD_LOAD] = 0
 
     if mode != xfade[X_MODE] or alg != xfade[X_ALG]:
-        xfade[X_PREV_MODE] = xfade[X_MODE]
-        xfade[X_PREV_ALG] = xfade[X_ALG]
+        # fade from the mix being played right now (even halfway through an earlier fade) to the new one
+        pos = xfade[X_POS]
+        for c in range(n_ch):
+            a1, a2, ap = _weights(xfade[X_MODE], xfade[X_ALG], mix[c, MIX_LAMBDA])
+            if pos < fade_len:
+                g = _fade_curve(pos, fade_len)
+                a1 = g * a1 + (1.0 - g) * fade_from[c, 0]
+                a2 = g * a2 + (1.0 - g) * fade_from[c, 1]
+                ap = g * ap + (1.0 - g) * fade_from[c, 2]
+            fade_from[c, 0] = a1
+            fade_from[c, 1] = a2
+            fade_from[c, 2] = ap
         xfade[X_MODE] = mode
         xfade[X_ALG] = alg
         xfade[X_POS] = 0
-    prev_mode = xfade[X_PREV_MODE]
-    prev_alg = xfade[X_PREV_ALG]
     adapting = mode == MODE_ANC
-    need1 = (mode == MODE_ANC and alg != ALG_FXRLS) or (prev_mode == MODE_ANC and prev_alg != ALG_FXRLS)
-    need2 = (mode == MODE_ANC and alg != ALG_FXNLMS) or (prev_mode == MODE_ANC and prev_alg != ALG_FXNLMS)
+    fading = xfade[X_POS] < fade_len
+    need1 = mode == MODE_ANC and alg != ALG_FXRLS
+    need2 = mode == MODE_ANC and alg != ALG_FXNLMS
 
     for j in range(outdata.shape[1]):
         for n in range(outdata.shape[0]):
@@ -328,8 +347,8 @@ def controller_block(
             cd_pow = 0.0
             c_lim = 0
             live = gstate[c, G_TRIPPED] == 0.0
-            use1 = need1 and live
-            use2 = need2 and live
+            use1 = live and (need1 or (fading and fade_from[c, 0] != 0.0))
+            use2 = live and (need2 or (fading and fade_from[c, 1] != 0.0))
             for n in range(block):
                 xv = xb[hx + n]
                 ev = eb[n]
@@ -346,11 +365,10 @@ def controller_block(
                 a1, a2, ap = _weights(mode, alg, mlam)
                 pos = fade_pos + n + 1
                 if pos < fade_len:
-                    g = 0.5 - 0.5 * np.cos(np.pi * pos / fade_len)
-                    b1, b2, bp = _weights(prev_mode, prev_alg, mlam)
-                    a1 = g * a1 + (1.0 - g) * b1
-                    a2 = g * a2 + (1.0 - g) * b2
-                    ap = g * ap + (1.0 - g) * bp
+                    g = _fade_curve(pos, fade_len)
+                    a1 = g * a1 + (1.0 - g) * fade_from[c, 0]
+                    a2 = g * a2 + (1.0 - g) * fade_from[c, 1]
+                    ap = g * ap + (1.0 - g) * fade_from[c, 2]
                 v = a1 * y1 + a2 * y2 + ap * xv
                 if not (abs(v) <= limit):
                     c_lim += 1
@@ -497,9 +515,8 @@ class Controller:
         self._write_params(0, self.settings)
         self._xfade[X_MODE] = self.settings.mode
         self._xfade[X_ALG] = ALGORITHMS.index(self.settings.algorithm)
-        self._xfade[X_PREV_MODE] = MODE_OFF
-        self._xfade[X_PREV_ALG] = self._xfade[X_ALG]
-        self._xfade[X_POS] = 0  # fade in from silence at start-up
+        self._xfade[X_POS] = 0
+        self._fade_from = np.zeros((self._n_ch, 3))  # fade in from silence at start-up
         self._buffers = _Buffers(
             self._n_ch, self.settings.taps, self.settings.rls_taps, self.secondary, self._max_block
         )
@@ -507,7 +524,8 @@ class Controller:
 
     def _kernel_args(self, b: _Buffers) -> tuple[Any, ...]:
         return (
-            self._ref, self._err, self._spk, self._params, self._active, self._xfade, self._cmd,
+            self._ref, self._err, self._spk, self._params, self._active, self._xfade, self._fade_from,
+            self._cmd,
             *b.state_arrays(), self._gparams, b.limiter_gain, self._limit, self._release, self._fade_len,
             self.metrics,
         )  # fmt: skip

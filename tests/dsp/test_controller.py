@@ -151,6 +151,17 @@ def test_mode_switches_crossfade_without_clicks_and_passthrough_copies_the_refer
     assert np.all(out[k2 * b + round(0.01 * fs) : k3 * b] == 0.0)
 
 
+def test_a_mode_change_in_the_middle_of_a_crossfade_does_not_click(scene: Scene) -> None:
+    b = scene.profile.audio.block_size
+    fs = scene.profile.audio.sample_rate_hz
+    k1 = fs // b // 2
+    # passthrough, then off two blocks later (mid-fade), then ANC again one block after that
+    out, ref, _ = run_with_modes(scene, {k1: MODE_PASSTHROUGH, k1 + 2: MODE_OFF, k1 + 3: MODE_ANC})
+    jumps = np.abs(np.diff(out.astype(np.float64)))
+    steady = max(jumps[round(0.3 * fs) : k1 * b - 1].max(), np.abs(np.diff(ref[: k1 * b])).max())
+    assert jumps[k1 * b - 2 : (k1 + 3) * b + round(0.02 * fs)].max() <= 3.0 * steady
+
+
 def test_non_finite_input_is_zeroed_counted_and_never_reaches_output_or_coefficients(scene: Scene) -> None:
     loop = scene.loop()
     ctl = scene.controller()
