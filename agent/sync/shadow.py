@@ -132,6 +132,7 @@ class ShadowClient:
         self.coefficients_rejection: dict[str, Any] | None = None
         self._coeff_state: dict[str, Any] = self._load_state(COEFFICIENTS)
         self._coeff_timer: Timer | None = None
+        self._pointer_only = False
         self.synced: dict[str, bool] = {s: False for s in SHADOWS}
         self.stats = ShadowStats()
 
@@ -329,6 +330,11 @@ class ShadowClient:
         if req.op == "get" and code == 404:
             # No shadow yet: nothing desired; the first report creates it.
             self._on_full_document(req.shadow, {"state": {}}, None)
+        elif req.op == "update" and code == 413 and req.shadow == COEFFICIENTS and not self._pointer_only:
+            # The desired section left no room for the inline set: report by pointer from now on.
+            self._pointer_only = True
+            self._coeff_state["last_checksum"] = None
+            self._request_update(COEFFICIENTS)
         elif req.op == "update" and code == 409:
             self.stats.conflicts += 1
             self._send_get(req.shadow)  # re-get and merge: desired from the cloud, reported from us
@@ -512,7 +518,7 @@ class ShadowClient:
         state: dict[str, Any] = {"reported": reported}
         if clear:
             state["desired"] = None
-        if len(compact_json(state)) > COEFFICIENTS_INLINE_BYTES:
+        if self._pointer_only or len(compact_json(state)) > COEFFICIENTS_INLINE_BYTES:
             self._keep_locally(encoded, current)
             reported = encoded.pointer(self.thing_name) | {"data": None}
             state["reported"] = reported

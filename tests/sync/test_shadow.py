@@ -265,3 +265,14 @@ def test_client_tokens_are_unique_and_within_64_bytes(rig: Rig) -> None:
     ]
     assert len(tokens) == len(set(tokens)) >= 4
     assert all(len(t.encode()) <= 64 for t in tokens)
+
+
+def test_coefficients_fall_back_to_a_pointer_when_the_service_answers_413(
+    loop: SyncLoop, tmp_path: Path
+) -> None:
+    store = ShadowStore(":memory:", max_state_bytes=2000)  # as if a large desired set took the room
+    rig = make_rig(loop, tmp_path, store, FakeControl(coefficient_shapes={"w": (2, 512)}))
+    rig.connect()
+    reported = rig.stored(COEFFICIENTS)["state"]["reported"]
+    assert "data" not in reported and reported["s3_key"].startswith(f"coefficients/{THING}/")
+    store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import pytest
 from agent.sync.awsiot_transport import AwsIotTransport
 from agent.sync.config import parse_cloud_config
 from agent.sync.loop import SyncLoop
-from agent.sync.paho_transport import PahoTransport
+from agent.sync.paho_transport import PahoTransport, tls_context
 from agent.sync.transport import PublishLimits, PublishOutcome, Transport, topic_matches
 from tests.support.broker import Broker
 from tests.sync.sections import cloud_section
@@ -165,3 +166,22 @@ def test_publish_rate_is_capped_by_the_token_bucket(devices: Devices) -> None:
 )
 def test_topic_filter_matching_follows_mqtt_rules(topic_filter: str, topic: str, expected: bool) -> None:
     assert topic_matches(topic_filter, topic) is expected
+
+
+def test_paho_speaks_mqtt_3_1_1_when_configured(loop: SyncLoop, broker: Broker) -> None:
+    devices = Devices("paho", loop, broker)
+    try:
+        dev = devices.connect("dev-311", mqtt_version="3.1.1")
+        inbox, granted = devices.subscribe(dev, "anc/dev-311/commands")
+        assert granted
+        assert devices.publish(dev, "anc/dev-311/commands", b"v311").ok
+        assert inbox.get() == ("anc/dev-311/commands", b"v311")
+    finally:
+        devices.close()
+
+
+def test_paho_refuses_tls_older_than_1_2(broker: Broker) -> None:
+    config = parse_cloud_config(cloud_section(broker, "dev-tls"), ".")
+    ctx = tls_context(config)
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
