@@ -330,12 +330,12 @@ def controller_block(
             ec = err_ch[c]
             spk = spk_ch[c]
             for n in range(block):
-                xv = np.float64(indata[start + n, rc])
+                xv = float(indata[start + n, rc])
                 if not np.isfinite(xv):
                     xv = 0.0
                     metrics[M_NONFINITE_COUNT] += 1.0
                 xb[hx + n] = xv
-                ev = np.float64(indata[start + n, ec])
+                ev = float(indata[start + n, ec])
                 if not np.isfinite(ev):
                     ev = 0.0
                     metrics[M_NONFINITE_COUNT] += 1.0

@@ -9,6 +9,10 @@ Layout conventions (the CMSIS-DSP ones, so every inner loop runs forwards over c
   block (n = 0 .. B-1) lives at `buf[hist + n]`. After the block, `shift_history` moves the last `hist`
   samples to the front once (one memmove per block, never one per sample).
 
+Numba's on-disk cache keys a compiled function on its own source file only: kernels elsewhere inline
+these helpers, so after editing this module delete `agent/dsp/__pycache__/*.nbi` and `*.nbc` (or touch
+the modules that use it), or stale machine code keeps running.
+
 All arrays are float64 unless stated. Nothing here allocates. The dot products and updates are compiled
 with reassociation allowed (so they vectorise) but keep NaN/Inf semantics, which the guards rely on.
 """

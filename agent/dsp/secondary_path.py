@@ -141,8 +141,8 @@ def identify_block(
         for n in range(block):
             un = probe[c, probe_pos + n]
             outdata[n, spk_ch[c]] = np.float32(un)
-            xn = np.float64(indata[n, ref_ch[c]])
-            en = np.float64(indata[n, err_ch[c]])
+            xn = float(indata[n, ref_ch[c]])
+            en = float(indata[n, err_ch[c]])
             if not np.isfinite(xn):
                 xn = 0.0
                 bad += 1
