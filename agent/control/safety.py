@@ -38,7 +38,7 @@ FLOOR_HALF_WIDTH_BINS = 8  # the local floor averages +-8 bins ...
 FLOOR_GAP_BINS = 2  # ... leaving out +-2 bins around the peak
 HARMONIC_PRESENT_DB = 6.0  # prominence at which a harmonic counts as present
 NEIGHBOUR_MIN_HZ = 60.0  # lowest frequency searched for a peak's lower neighbours
-ISOLATED_DB = -6.0  # a fundamental's lower neighbours (0.3 f .. 0.95 f) stay below its level minus 6 dB
+SUBHARMONIC_LEVEL_DB = 10.0  # a lower neighbour counts when within 10 dB of the peak's level
 MAX_MISSES = 2  # frames a track may lose its peak before it ends
 MAX_TRACKS = 10
 
@@ -50,23 +50,32 @@ SIREN_MAX_RESIDUAL = 0.003  # rms of a quadratic fit to the trajectory, relative
 YELP_BAND_HZ = (450.0, 2000.0)
 YELP_MIN_RANGE = 0.2  # of the mean frequency, over YELP_FRAMES
 YELP_MIN_CONSISTENCY = 0.7  # share of hops sweeping in the same direction as the previous one
-YELP_MIN_FRAMES = 8  # frames of YELP_FRAMES where the sweep's peak was found
+YELP_MIN_FRAMES = 9  # frames of YELP_FRAMES where the sweep's peak was found
+YELP_MAX_STEP = 0.3  # largest frequency step between frames, relative
+YELP_MIN_STEP = 0.015  # a step smaller than this (relative) is not sweeping ...
+YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold still, then jump)
 YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows
 ALARM_BAND_HZ = (2300.0, 3900.0)
-ALARM_MAX_REL_STD = 0.004
+ALARM_MAX_REL_STD = 0.001  # piezo sounders hold their pitch; a whistle wanders more than this
+ALARM_MAX_LEVEL_RANGE_DB = 6.0
+T4_MAX_REL_STD = 0.003  # over the few frames of a 0.1 s beep
+T4_MIN_FRAMES = 12
+T4_WINDOW_FRAMES = 20
+T4_RISE_DB = 10.0
+T4_PERIOD_FRAMES = (8, 16)  # beep onsets 0.2 s (+-10 %) apart: 12.5 frames; generous for reverb and noise
 ALARM_MIN_PROMINENCE_DB = 12.0
 T4_BURST_FRAMES = (3, 10)  # an isolated beep of 60-180 ms, seen in 3 to 10 frames
 T4_MAX_GAP_FRAMES = 12
 T4_MAX_FREQ_DIFF = 0.015
 HORN_BAND_HZ = (250.0, 650.0)
-HORN_MAX_REL_STD = 0.005
+HORN_MAX_REL_STD = 0.01
 HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
-HORN_MIN_HIGH_DB = -11.0  # brassy: some harmonic 4..8 within 11 dB of the fundamental
+HORN_MIN_HIGH_DB = -11.0  # brassy: harmonics 4..8 typically within 11 dB of the fundamental
 
 # Columns of the per-peak feature rows: frequency, level, prominence; level of harmonics 2..5 relative to the
-# peak (dB); prominence of harmonics 2..5 (dB); strongest lower neighbour relative to the peak (dB); strongest
-# of harmonics 4..8 relative to the peak (dB).
+# peak (dB); prominence of harmonics 2..5 (dB); 1.0 when the peak looks like a harmonic of a lower fundamental
+# (else 0.0); median level of harmonics 4..8 relative to the peak (dB).
 F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH = range(13)
 N_COLUMNS = 13
 
@@ -149,27 +158,45 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     for multiple in (2, 3, 4, 5):
         out[:, :k, R2 + multiple - 2] = near(level, f_hz * multiple) - peak_level
         out[:, :k, P2 + multiple - 2] = near(prominence, f_hz * multiple)
-    high = np.stack([near(level, f_hz * multiple) for multiple in range(4, 9)])
-    out[:, :k, HIGH] = (
-        np.where(np.all(np.isnan(high), axis=0), np.nan, np.nanmax(np.nan_to_num(high, nan=-np.inf), axis=0))
-        - peak_level
+    high = np.stack(
+        [near(level, f_hz * multiple) for multiple in range(4, 9)]
+    )  # (5, n, k), NaN above Nyquist
+    high_sorted = np.sort(np.nan_to_num(high, nan=-np.inf), axis=0)  # the middle one of those present:
+    present = np.sum(~np.isnan(high), axis=0)
+    middle = np.take_along_axis(high_sorted, (5 - 1 - present // 2)[None], axis=0)[0]
+    out[:, :k, HIGH] = np.where(present > 0, middle, np.nan) - peak_level
+    # A fundamental is no harmonic of a lower one: for g = f / d (d = 2..6), the spectrum does not hold peaks
+    # near the lower multiples of g (one of them for d <= 3, two for d > 3, within SUBHARMONIC_LEVEL_DB of
+    # f). A harmonic of speech, music, an engine or a siren has those lower neighbours.
+    peak_map = np.full_like(level, -np.inf)
+    inner = slice(1, n_bins - 1)
+    local_max = (level[:, inner] > level[:, :-2]) & (level[:, inner] >= level[:, 2:])
+    peak_map[:, inner] = np.where(
+        local_max & (prominence[:, inner] >= HARMONIC_PRESENT_DB), level[:, inner], -np.inf
     )
-    # A fundamental stands alone: no other peak between 0.3 f and 0.95 f comes near its level. A harmonic of
-    # speech, music or an engine has its lower neighbours there, at a similar level.
-    lo_n = max(1, int(NEIGHBOUR_MIN_HZ / bin_hz))
-    is_neighbour = (
-        (level[:, lo_n:hi] > level[:, lo_n - 1 : hi - 1])
-        & (level[:, lo_n:hi] >= level[:, lo_n + 1 : hi + 1])
-        & (prominence[:, lo_n:hi] >= HARMONIC_PRESENT_DB)
-    )
-    neighbour_level = np.where(is_neighbour, level[:, lo_n:hi], -np.inf)  # (n, m)
-    neighbour_hz = (np.arange(lo_n, hi) * bin_hz)[None, None, :]
-    f_peak = f_hz[:, :, None]
-    inside = (neighbour_hz >= 0.3 * f_peak) & (neighbour_hz <= 0.95 * f_peak)  # (n, k, m)
-    strongest = np.where(inside, neighbour_level[:, None, :], -np.inf).max(axis=2)
-    out[:, :k, SUB] = strongest - out[:, :k, LEVEL_DB]
+    harmonic_of_lower = np.zeros(f_hz.shape, dtype=bool)
+    for divisor in range(2, 7):
+        support = np.zeros(f_hz.shape, dtype=np.int64)
+        for multiple in range(1, divisor):
+            target = f_hz * multiple / divisor
+            found = near(peak_map, target) >= peak_level - SUBHARMONIC_LEVEL_DB
+            support += found & (target >= NEIGHBOUR_MIN_HZ)
+        harmonic_of_lower |= support >= (1 if divisor <= 3 else 2)
+    out[:, :k, SUB] = harmonic_of_lower
     out[:, :k][~valid] = np.nan
     return out
+
+
+_MISSED = np.full(N_COLUMNS, np.nan)  # the row of a frame where a track lost its peak
+
+
+def _window_frames(pattern: str) -> int:
+    """Frames of evidence a pattern looks back over: the onset is never placed earlier than that."""
+    if pattern == "siren-yelp":
+        return YELP_FRAMES
+    if pattern == "alarm-t4":
+        return T4_WINDOW_FRAMES
+    return STEADY_FRAMES
 
 
 def _median(values: np.ndarray) -> float:
@@ -191,6 +218,13 @@ class _Track:
     rows: deque = field(default_factory=lambda: deque(maxlen=32))
     misses: int = 0
     length: int = 0  # frames since the start, misses included
+    loudest_db: float = -np.inf
+
+    def append(self, row: np.ndarray) -> None:
+        self.rows.append(row)
+        self.length += 1
+        if row[LEVEL_DB] > self.loudest_db:
+            self.loudest_db = float(row[LEVEL_DB])
 
     @property
     def last_f_hz(self) -> float:
@@ -256,6 +290,7 @@ class SafetyDetector:
         self._index = 0
         self._tracks: list[_Track] = []
         self._bursts: deque[_Burst] = deque(maxlen=8)
+        self._dominant: deque[np.ndarray] = deque(maxlen=YELP_FRAMES)  # strongest peak of the yelp band
         self._states = {label: _LabelState() for label in LABELS}
 
     def make_extractor(self) -> FeatureExtractor:
@@ -321,7 +356,7 @@ class SafetyDetector:
         confidence, pattern)."""
         present = [row for row in peaks if not np.isnan(row[F_HZ])]
         claimed = [False] * len(present)
-        self._tracks.sort(key=lambda t: -np.nanmax([r[LEVEL_DB] for r in t.rows]))
+        self._tracks.sort(key=lambda t: -t.loudest_db)
         for track in self._tracks:
             last, pred = track.last_f_hz, track.predicted_f_hz()
             tolerance = max(40.0, 0.2 * last)
@@ -332,31 +367,34 @@ class SafetyDetector:
                 err = min(abs(row[F_HZ] - last), abs(row[F_HZ] - pred))
                 if err <= best_err:
                     best, best_err = j, err
-            track.length += 1
             if best >= 0:
                 claimed[best] = True
-                track.rows.append(present[best])
+                track.append(present[best])
                 track.misses = 0
             else:
-                track.rows.append(np.full(N_COLUMNS, np.nan))
+                track.append(_MISSED)
                 track.misses += 1
         for track in [t for t in self._tracks if t.misses > MAX_MISSES]:
             self._close(track)
         self._tracks = [t for t in self._tracks if t.misses <= MAX_MISSES]
         for j, row in enumerate(present):
             if not claimed[j] and len(self._tracks) < MAX_TRACKS:
-                track = _Track(start_index=self._index, length=1)
-                track.rows.append(row)
+                track = _Track(start_index=self._index)
+                track.append(row)
                 self._tracks.append(track)
 
-        evidence: dict[str, tuple[float, float, str]] = {}
+        in_band = [row for row in present if YELP_BAND_HZ[0] <= row[F_HZ] <= YELP_BAND_HZ[1]]
+        self._dominant.append(max(in_band, key=lambda row: row[LEVEL_DB]) if in_band else _MISSED)
+        found = self._yelp_pattern()
         for track in self._tracks:
-            if track.misses:
-                continue
-            for label, confidence, onset_index, pattern in self._classify(track):
-                onset_s = self._start_s(onset_index) + 0.5 * self._frame_len_s
-                if label not in evidence or confidence > evidence[label][1]:
-                    evidence[label] = (onset_s, confidence, pattern)
+            if not track.misses:
+                found += self._classify(track)
+        evidence: dict[str, tuple[float, float, str]] = {}
+        for label, confidence, onset_index, pattern in found:
+            first = max(onset_index, self._index - _window_frames(pattern) + 1)
+            onset_s = self._start_s(first) + 0.5 * self._frame_len_s
+            if label not in evidence or confidence > evidence[label][1]:
+                evidence[label] = (onset_s, confidence, pattern)
         return evidence
 
     def _close(self, track: _Track) -> None:
@@ -369,9 +407,9 @@ class SafetyDetector:
         f = rows[:, F_HZ]
         if (
             ALARM_BAND_HZ[0] <= np.median(f) <= ALARM_BAND_HZ[1]
-            and np.std(f) <= 2 * ALARM_MAX_REL_STD * np.mean(f)
+            and np.std(f) <= T4_MAX_REL_STD * np.mean(f)
             and _median(rows[:, PROM_DB]) >= ALARM_MIN_PROMINENCE_DB
-            and _median(rows[:, SUB]) < ISOLATED_DB
+            and np.mean(rows[:, SUB]) < 0.5
         ):
             self._bursts.append(_Burst(track.start_index, track.start_index + seen - 1, float(np.median(f))))
 
@@ -381,10 +419,10 @@ class SafetyDetector:
         found: list[tuple[str, float, int, str]] = []
         if track.length >= STEADY_FRAMES:
             found += self._tonal_patterns(track)
-        if track.length >= YELP_FRAMES:
-            found += self._yelp_pattern(track)
         if 3 <= track.length <= T4_MAX_GAP_FRAMES and self._bursts:
             found += self._t4_pattern(track)
+        if track.length >= T4_MIN_FRAMES:
+            found += self._pulse_pattern(track)
         return found
 
     def _tonal_patterns(self, track: _Track) -> list[tuple[str, float, int, str]]:
@@ -402,7 +440,7 @@ class SafetyDetector:
         odd = (
             _median(r[:, P3]) >= HARMONIC_PRESENT_DB and _median(r[:, R3] - r[:, R2]) >= SIREN_MIN_ODD_EVEN_DB
         )
-        isolated = _median(r[:, SUB]) < ISOLATED_DB
+        isolated = np.mean(r[:, SUB]) < 0.5
         found: list[tuple[str, float, int, str]] = []
         if not isolated:
             return found
@@ -410,6 +448,7 @@ class SafetyDetector:
             ALARM_BAND_HZ[0] <= f_mean <= ALARM_BAND_HZ[1]
             and rel_std <= ALARM_MAX_REL_STD
             and prom >= ALARM_MIN_PROMINENCE_DB
+            and np.ptp(r[:, LEVEL_DB]) <= ALARM_MAX_LEVEL_RANGE_DB
         ):
             found.append(("alarm", confidence, track.start_index, "alarm-steady"))
         if SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1] and odd:
@@ -429,40 +468,76 @@ class SafetyDetector:
                 found.append(("horn", confidence, track.start_index, "horn-stack"))
         return found
 
-    def _yelp_pattern(self, track: _Track) -> list[tuple[str, float, int, str]]:
-        """A fast sweep of an isolated tone with odd harmonics, steadily in one direction then the other."""
-        rows = track.recent(YELP_FRAMES)
-        r = rows[~np.isnan(rows[:, F_HZ])]
+    def _yelp_pattern(self) -> list[tuple[str, float, int, str]]:
+        """The dominant tone of the siren band sweeping fast, steadily one way then the other, in small steps,
+        isolated and with odd harmonics. The sweep smears and splits peaks, so this follows the strongest
+        peak of the band frame by frame rather than one track."""
+        if len(self._dominant) < YELP_FRAMES:
+            return []
+        rows = np.array(self._dominant)
+        ok = ~np.isnan(rows[:, F_HZ])
+        r = rows[ok]
         if r.shape[0] < YELP_MIN_FRAMES:
             return []
         f = r[:, F_HZ]
-        if not (YELP_BAND_HZ[0] <= f.min() and f.max() <= YELP_BAND_HZ[1]):
-            return []
-        if _median(r[:, SUB]) >= ISOLATED_DB or _median(r[:, P3]) < YELP_MIN_H3_DB:
-            return []
         steps = np.diff(f)
-        same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
-        if np.ptp(f) < YELP_MIN_RANGE * np.mean(f) or same_way < YELP_MIN_CONSISTENCY:
+        if np.any(np.abs(steps) > YELP_MAX_STEP * f[:-1]):
             return []
-        return [("siren", _confidence(_median(r[:, PROM_DB])), track.start_index, "siren-yelp")]
+        if np.mean(r[:, SUB]) >= 0.5 or _median(r[:, P3]) < YELP_MIN_H3_DB:
+            return []
+        same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
+        moving = float(np.mean(np.abs(steps) >= YELP_MIN_STEP * f[:-1]))
+        if (
+            np.ptp(f) < YELP_MIN_RANGE * np.mean(f)
+            or same_way < YELP_MIN_CONSISTENCY
+            or moving < YELP_MIN_MOVING
+        ):
+            return []
+        onset_index = self._index - YELP_FRAMES + 1 + int(np.argmax(ok))
+        return [("siren", _confidence(_median(r[:, PROM_DB])), onset_index, "siren-yelp")]
 
     def _t4_pattern(self, track: _Track) -> list[tuple[str, float, int, str]]:
         """A new beep at the frequency of a short beep that ended 30-190 ms before: the CO cadence."""
         rows = track.recent(track.length)
         r = rows[~np.isnan(rows[:, F_HZ])]
-        if r.shape[0] < 3 or _median(r[:, SUB]) >= ISOLATED_DB:
+        if r.shape[0] < 3 or np.mean(r[:, SUB]) >= 0.5:
             return []
         f_now = float(np.median(r[:, F_HZ]))
-        if (
-            not ALARM_BAND_HZ[0] <= f_now <= ALARM_BAND_HZ[1]
-            or np.std(r[:, F_HZ]) > 2 * ALARM_MAX_REL_STD * f_now
-        ):
+        if not ALARM_BAND_HZ[0] <= f_now <= ALARM_BAND_HZ[1] or np.std(r[:, F_HZ]) > T4_MAX_REL_STD * f_now:
             return []
         for burst in self._bursts:
             gap = track.start_index - burst.end_index
             if 2 <= gap <= T4_MAX_GAP_FRAMES and abs(burst.f_hz - f_now) <= T4_MAX_FREQ_DIFF * f_now:
                 return [("alarm", _confidence(_median(r[:, PROM_DB])), burst.start_index, "alarm-t4")]
         return []
+
+    def _pulse_pattern(self, track: _Track) -> list[tuple[str, float, int, str]]:
+        """One alarm-band tone pulsing: two onsets (a rise of T4_RISE_DB within two frames) 130-260 ms apart
+        at one pitch. This is the CO cadence when reverberation bridges the 0.1 s gaps between beeps."""
+        rows = track.recent(T4_WINDOW_FRAMES)
+        ok = ~np.isnan(rows[:, F_HZ])
+        if ok.sum() < 4:
+            return []
+        level = rows[:, LEVEL_DB]
+        loud = ok & (level >= np.nanmax(level) - 6.0)
+        f = rows[loud, F_HZ]
+        f_mid = float(np.median(f))
+        if not ALARM_BAND_HZ[0] <= f_mid <= ALARM_BAND_HZ[1] or np.std(f) > T4_MAX_REL_STD * f_mid:
+            return []
+        if np.mean(rows[loud, SUB]) >= 0.5:
+            return []
+        filled = np.where(ok, level, np.nanmin(level) - T4_RISE_DB)
+        onsets: list[int] = []
+        for i in range(2, filled.size):
+            if filled[i] - min(filled[i - 2], filled[i - 1]) >= T4_RISE_DB and (
+                not onsets or i - onsets[-1] > 3
+            ):
+                onsets.append(i)
+        spacings = np.diff(onsets)
+        if not np.any((spacings >= T4_PERIOD_FRAMES[0]) & (spacings <= T4_PERIOD_FRAMES[1])):
+            return []
+        first = self._index - rows.shape[0] + 1 + onsets[0]
+        return [("alarm", _confidence(_median(rows[loud, PROM_DB])), first - 1, "alarm-t4")]
 
     def _decide(self, evidence: dict[str, tuple[float, float, str]]) -> list[Detection]:
         now_s = self._end_s(self._index)

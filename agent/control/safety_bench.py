@@ -29,7 +29,7 @@ from agent.control.scenes import (
 )
 
 DEADLINE_S = 0.3
-BLOCK = 512  # samples handed to the detector at a time, as the daemon's ring buffer would
+BLOCK = 2048  # samples handed to the detector at a time, as the daemon's ring buffer would
 NEGATIVE_CLIP_S = 60.0
 
 
