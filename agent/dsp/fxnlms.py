@@ -4,8 +4,12 @@ Sign convention (the physics): the error mic hears e[n] = d[n] + (S * y)[n], the
 the anti-noise y through the true secondary path S. The controller output is y[n] = w . x_vec[n]; the
 filtered reference is x'[n] = (S^ * x)[n] with S^ the *measured* path (bulk delay + FIR); the update is
     w <- (1 - leakage) * w - mu * e[n] * x'_vec[n] / (eps + ||x'_vec[n]||^2).
-The per-sample steps here (`filtered_reference`, `push_filtered`, `estimated_disturbance`,
-`fxnlms_adapt`) are shared with `fxrls`, `hybrid` and the multi-channel `controller`.
+`FxNlms` is that textbook form, adapting on the measured error (what the benchmark and the C reference
+compare). It tolerates only small steps once the loop delay is long (mu well below 1/delay); the
+multi-channel `controller` therefore runs the same filter in the modified structure (virtual error
+d^ + w . x'_vec, see `agent.dsp.fxrls`), stable up to the usual NLMS steps. The per-sample steps here
+(`filtered_reference`, `push_filtered`, `estimated_disturbance`, `fxnlms_adapt`) are shared with
+`fxrls`, `hybrid` and the `controller`.
 
 Buffer layout (see `agent.dsp.primitives`): x history `xbuf` with `hx >= max(taps, delay + M) - 1` past
 samples, filtered-reference history `fxbuf` with `hf >= taps` past samples, both with room for one block.
