@@ -90,6 +90,12 @@ CROSSFADE_S = 0.005
 # a noise onset the filtered reference lags the reference by the path delay, ||x'_vec|| is still tiny,
 # and a plain normalisation would take huge steps that the (already loud) reference turns into a blast.
 NORM_FLOOR = 0.1
+# No excitation, no adaptation: the filters hold still while the filtered reference is below
+# EXCITATION_FLOOR per sample (about -100 dBFS) or still lags a fresh reference onset (its energy below
+# LAG_FRACTION of what the reference predicts). Otherwise the RLS inverse correlation grows through every
+# silence (P ~ lam^-n) and the first regressors after an onset, half empty, throw the weights about.
+EXCITATION_FLOOR = 1e-10
+LAG_FRACTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -342,7 +348,8 @@ def controller_block(
                 eb[n] = ev
             en = energy[c, 0]
             ex = energy[c, 1]
-            floor_gain = NORM_FLOOR * energy[c, 2]
+            s2 = energy[c, 2]
+            floor_gain = NORM_FLOOR * s2
             ce_pow = 0.0
             cd_pow = 0.0
             c_lim = 0
@@ -358,6 +365,7 @@ def controller_block(
                 if ex < 0.0:
                     ex = 0.0
                 norm = en + floor_gain * ex
+                excited = en > EXCITATION_FLOOR * l_taps and en >= LAG_FRACTION * s2 * ex
                 y1 = dot(w1, 0, xb, hx + n - l_taps + 1, l_taps) if use1 else 0.0
                 n_taps = w2.shape[0]
                 y2 = dot(w2, 0, xb, hx + n - n_taps + 1, n_taps) if use2 else 0.0
@@ -376,7 +384,7 @@ def controller_block(
                 yb[hy + n] = out
                 outdata[start + n, spk] = np.float32(out)
                 dh = estimated_disturbance(ev, s_r, delay, yb, hy, n)
-                if adapting and live:
+                if adapting and live and excited:
                     if alg == ALG_FXNLMS:
                         b0 = hf + n - l_taps + 1
                         e1 = dh + dot(w1, 0, fb, b0, l_taps)

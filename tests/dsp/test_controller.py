@@ -347,3 +347,20 @@ def test_vehicle_cabin_controllers_sharing_one_reference_mic_both_cancel() -> No
     for c in range(2):
         sl = slice(round(1.0 * fs), round(1.5 * fs))
         assert 10 * np.log10(np.mean(dist[c, sl] ** 2) / np.mean(errors[c, sl] ** 2)) >= 20.0
+
+
+def test_noise_onset_after_silence_causes_no_blast(scene: Scene) -> None:
+    # Through a silence the filters hold still (the RLS inverse correlation must not grow), so the
+    # first blocks of a sudden noise do not throw the weights about and drive the output to the limiter.
+    fs = scene.profile.audio.sample_rate_hz
+    refs = scene.references.copy()
+    refs[:, : round(1.5 * fs)] = 0.0
+    loop = ProfileLoop(scene.profile, refs, scene.primaries, scene.secondaries, 1e-5)
+    ctl = scene.controller(algorithm="hybrid")
+    p_before = ctl.coefficients()["p_fxrls"]
+    loop.run(ctl, round(1.5 * fs) // scene.profile.audio.block_size)
+    np.testing.assert_array_equal(ctl.coefficients()["p_fxrls"], p_before)
+    errors, dist = loop.run(ctl, loop.blocks - loop.plants[0].k)
+    assert ctl.metrics[M_LIMITER_COUNT] == 0
+    assert ctl.metrics[M_DIVERGENCE_COUNT] == 0
+    assert attenuation_db(errors, dist, 0.6, 0.95, fs) >= 20.0
