@@ -19,7 +19,7 @@ from agent.profiles import load_profile
 
 ALGORITHMS = ("fxnlms", "fxrls", "hybrid")
 PLANTS = ("hvac-duct-16k", "headphone-ff-48k")  # broadband (causal) and tonal
-SECONDS = 12.0
+SECONDS = 10.0
 QUICK_SECONDS = 1.5
 SMOOTHING_S = 0.1
 FIGURE_NAME = "learning_curves.png"

@@ -195,11 +195,10 @@ def run_kernels(quick: bool = False, cases: list[Case] | None = None) -> dict[st
         }
     except creference.CompilerError as exc:
         c_info = {"c_compiler": f"unavailable: {exc}"}
+    machine = machine_info({**c_info, "block_size": BLOCK_SIZE, "quick": quick, "clock": "thread CPU time"})
     rows = [run_case(case, params, signals, plan) for case in cases]
     return {
-        "machine": machine_info(
-            {**c_info, "block_size": BLOCK_SIZE, "quick": quick, "clock": "thread CPU time"}
-        ),
+        "machine": machine,
         "ratio_definition": RATIO_DEFINITION,
         "agreement_rtol": AGREEMENT_RTOL,
         "sample_rate_hz": SAMPLE_RATE_HZ,
