@@ -32,8 +32,8 @@ def format_kernel_table(result: dict[str, Any]) -> str:
         f"{result['ratio_definition']}; agreement: max relative difference <= {result['agreement_rtol']:g}",
         "samples/s per second of thread CPU time; cpu% = CPU / wall time of the best measurement "
         "(below ~90%: other processes competed for the cores)",
-        "one call: our kernel handed the whole chunk at once; call overhead = the per-block cost of calling it "
-        "from Python (a short diagnostic measurement: values within about 1 us of zero are noise)",
+        "one call: our kernel handed the whole chunk at once; call overhead = the per-block cost of calling "
+        "it from Python (a short diagnostic measurement: values within about 1 us of zero are noise)",
         "",
         f"{'kernel':<26}{'implementation':<26}{'samples/s':>12}{'x RT':>10}{'cpu%':>6}{'ours/peer':>11}"
         "  check",
