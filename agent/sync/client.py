@@ -109,6 +109,16 @@ class CloudSync:
     def connected(self) -> bool:
         return self.transport.connected
 
+    def report_state(self) -> None:
+        """Ask for a fresh `config` and `coefficients` report (e.g. after a local change of mode or a
+        checkpoint restore). Safe from any thread; returns at once."""
+
+        def report() -> None:
+            self.shadow.report_config()
+            self.shadow.report_coefficients()
+
+        self.loop.post(report)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect and end the sync thread; unsent messages stay in the spool for the next start."""
 

@@ -118,6 +118,9 @@ def test_cloud_desired_change_round_trips_through_the_shadow_service(rig: tuple[
     assert wait_until(lambda: device.control.settings["mu"] == 0.02)
     assert device.control.settings["mode"] == "passthrough"
     assert wait_until(lambda: cloud.reported("config").get("mu") == 0.02)
+    device.control.settings["mode"] = "off"  # a local change, e.g. from the safety monitor
+    sync.report_state()
+    assert wait_until(lambda: cloud.reported("config").get("mode") == "off")
     cloud.set_desired("config", {"taps": 100000})
     assert wait_until(lambda: (cloud.reported("config").get("last_rejection") or {}).get("field") == "taps")
     assert device.control.settings["taps"] == 256
