@@ -66,7 +66,7 @@ M_OUTPUT_POWER = 2  # same for the speaker outputs
 M_NONFINITE_COUNT = 3  # cumulative non-finite input samples replaced by 0
 M_DIVERGENCE_COUNT = 4  # cumulative divergence-guard restores
 M_LIMITER_COUNT = 5  # cumulative output samples that hit the limiter
-M_MIX_WEIGHT = 6  # hybrid lambda (FxNLMS share) of channel 0
+M_MIX_WEIGHT = 6  # FxNLMS share of channel 0's anti-noise: hybrid lambda; 1 for fxnlms, 0 for fxrls
 M_BLOCKS = 7  # cumulative blocks processed
 M_DISTURBANCE_POWER = 8  # mean square of the estimated uncontrolled error d^ (attenuation = this / error)
 M_TRIPPED_CHANNELS = 9  # channels the divergence guard has muted (see agent.dsp.guard); 0 when healthy
@@ -423,7 +423,10 @@ def controller_block(
         metrics[M_REFERENCE_POWER] = x_pow * scale
         metrics[M_OUTPUT_POWER] = y_pow * scale
         metrics[M_DISTURBANCE_POWER] = d_pow * scale
-    metrics[M_MIX_WEIGHT] = mix[0, MIX_LAMBDA]
+    if alg == ALG_HYBRID:
+        metrics[M_MIX_WEIGHT] = mix[0, MIX_LAMBDA]
+    else:
+        metrics[M_MIX_WEIGHT] = 1.0 if alg == ALG_FXNLMS else 0.0
     metrics[M_BLOCKS] += 1.0
     tripped = 0.0
     for c in range(n_ch):
