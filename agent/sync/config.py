@@ -36,6 +36,8 @@ class CloudConfig:
     transport: str = "awsiot"
     client_id: str = ""  # empty: the thing name (AWS IoT policies usually require client id == thing)
     mqtt_version: str = "5"  # paho only; awsiotsdk always speaks MQTT 5
+    # The bundle's starting telemetry interval. The running interval is the agent's setting (agent.yaml,
+    # then the shadow's desired `telemetry_interval_s`), applied through the ControlPort, not here.
     telemetry_interval_s: float = 1.0
     basic_ingest: bool = False
     basic_ingest_rule: str = "anc_telemetry"

@@ -19,6 +19,10 @@ Then it follows `/update/delta` and `/update/documents`:
   a desired set is decoded and checked (encoding, shapes against the engine's, checksum, finite values)
   before `ControlPort.load_coefficients`, then the desired section is cleared.
 
+State kept in `<state_dir>/shadow/`: `config.json` (the last applied settings and the shadow version they
+came with, for inspection and an offline restart), `coefficients.json` (the set version counter and the
+checksum last reported) and `coefficients/*.npz` (sets too large for the shadow, named as their pointer).
+
 Runs on the sync loop thread only.
 """
 
@@ -185,6 +189,7 @@ class ShadowClient:
                 req.timer.cancel()
         self._pending.clear()
         self._update_in_flight = {s: False for s in SHADOWS}
+        self._report_waiting = {s: False for s in SHADOWS}  # the next connection re-gets and reports
 
     # ---- requests ----
 
