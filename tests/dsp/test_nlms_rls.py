@@ -54,9 +54,11 @@ def test_nlms_matches_numpy_reference_sample_for_sample(sizes: list[int]) -> Non
 
 def test_nlms_matches_padasip_filter_nlms() -> None:
     x, d = system(2, 2000)
+    w0 = np.random.default_rng(20).standard_normal(12)  # the same non-zero start for both
     f = Nlms(12, mu=0.3, eps=1e-3)
+    f.w[:] = w0
     y, e = run_blocks(f, x, d, [64])
-    pf = pa.filters.FilterNLMS(12, mu=0.3, eps=1e-3, w="zeros")
+    pf = pa.filters.FilterNLMS(12, mu=0.3, eps=1e-3, w=w0.copy())
     y_pa, e_pa, _ = pf.run(d, padasip_regressors(x, 12))
     np.testing.assert_allclose(y, y_pa, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(e, e_pa, rtol=1e-9, atol=1e-12)
@@ -100,9 +102,11 @@ def test_rls_matches_numpy_reference_sample_for_sample(sizes: list[int]) -> None
 def test_rls_matches_padasip_filter_rls() -> None:
     # padasip: mu is the forgetting factor, eps the regulariser (R0 = I / eps), same a priori error.
     x, d = system(6, 1500)
+    w0 = np.random.default_rng(21).standard_normal(8)  # the same non-zero start for both
     f = Rls(8, lam=0.99, delta=1e-2)
+    f.w[:] = w0
     y, e = run_blocks(f, x, d, [32])
-    pf = pa.filters.FilterRLS(8, mu=0.99, eps=1e-2, w="zeros")
+    pf = pa.filters.FilterRLS(8, mu=0.99, eps=1e-2, w=w0.copy())
     y_pa, e_pa, _ = pf.run(d, padasip_regressors(x, 8))
     np.testing.assert_allclose(y, y_pa, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(e, e_pa, rtol=1e-6, atol=1e-9)
