@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def read_mono(path: Path, sample_rate_hz: int) -> np.ndarray:
     from agent.sim.wavio import read_wav  # scipy, only when a file is read
 
     try:
-        samples = read_wav(path, sample_rate_hz)
+        with warnings.catch_warnings():  # odd chunks are skipped; what cannot be read raises below
+            warnings.simplefilter("ignore")
+            samples = read_wav(path, sample_rate_hz)
     except (ValueError, OSError, EOFError) as exc:
         message = str(exc)
         raise ValueError(message if str(path) in message else f"{path}: {message}") from exc

@@ -20,6 +20,7 @@ label (for alarms at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -54,14 +55,19 @@ YELP_MIN_FRAMES = 9  # frames of YELP_FRAMES where the sweep's peak was found
 YELP_MAX_STEP = 0.3  # largest frequency step between frames, relative
 YELP_MIN_STEP = 0.015  # a step smaller than this (relative) is not sweeping ...
 YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold still, then jump)
-YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows
+YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows over the floor ...
+YELP_MIN_R3_DB = -30.0  # ... and within 30 dB of the fundamental (a whistle is a pure tone)
 ALARM_BAND_HZ = (2300.0, 3900.0)
 ALARM_MAX_REL_STD = 0.001  # piezo sounders hold their pitch; a whistle wanders more than this
 ALARM_MAX_LEVEL_RANGE_DB = 6.0
+NO_PEAK_DB = -200.0
+ALARM_MAX_BASE_DB = -10.0  # no peak at f/2 .. f/7 within 10 dB: the tone is no siren's harmonic
 T4_MAX_REL_STD = 0.003  # over the few frames of a 0.1 s beep
 T4_MIN_FRAMES = 12
 T4_WINDOW_FRAMES = 20
 T4_RISE_DB = 10.0
+T4_MIN_PROMINENCE_DB = 15.0
+T4_MIN_LOUD_FRAMES = 2  # frames within 6 dB of the loudest, in each of the two beeps
 T4_PERIOD_FRAMES = (8, 16)  # beep onsets 0.2 s (+-10 %) apart: 12.5 frames; generous for reverb and noise
 ALARM_MIN_PROMINENCE_DB = 12.0
 T4_BURST_FRAMES = (3, 10)  # an isolated beep of 60-180 ms, seen in 3 to 10 frames
@@ -75,9 +81,11 @@ HORN_MIN_HIGH_DB = -11.0  # brassy: harmonics 4..8 typically within 11 dB of the
 
 # Columns of the per-peak feature rows: frequency, level, prominence; level of harmonics 2..5 relative to the
 # peak (dB); prominence of harmonics 2..5 (dB); 1.0 when the peak looks like a harmonic of a lower fundamental
-# (else 0.0); median level of harmonics 4..8 relative to the peak (dB).
-F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH = range(13)
-N_COLUMNS = 13
+# (else 0.0); median level of harmonics 4..8 relative to the peak (dB); the loudest peak at f/2 .. f/7
+# relative to the peak (dB; NO_PEAK_DB if none): a siren's 3rd or 5th harmonic in the alarm band has its
+# fundamental there.
+F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH, BASE = range(14)
+N_COLUMNS = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +173,9 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     present = np.sum(~np.isnan(high), axis=0)
     middle = np.take_along_axis(high_sorted, (5 - 1 - present // 2)[None], axis=0)[0]
     out[:, :k, HIGH] = np.where(present > 0, middle, np.nan) - peak_level
-    # A fundamental is no harmonic of a lower one: for g = f / d (d = 2..6), the spectrum does not hold peaks
-    # near the lower multiples of g (one of them for d <= 3, two for d > 3, within SUBHARMONIC_LEVEL_DB of
-    # f). A harmonic of speech, music, an engine or a siren has those lower neighbours.
+    # A fundamental is no harmonic of a lower one: for g = f / d (d = 2..6), the spectrum holds neither a peak
+    # at g near f's level (d <= 3) nor peaks at most lower multiples of g (all for d = 3, d - 2 of them for
+    # d >= 4) within SUBHARMONIC_LEVEL_DB of f. A harmonic of speech, music, an engine or a siren has those.
     peak_map = np.full_like(level, -np.inf)
     inner = slice(1, n_bins - 1)
     local_max = (level[:, inner] > level[:, :-2]) & (level[:, inner] >= level[:, 2:])
@@ -179,10 +187,16 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
         support = np.zeros(f_hz.shape, dtype=np.int64)
         for multiple in range(1, divisor):
             target = f_hz * multiple / divisor
-            found = near(peak_map, target) >= peak_level - SUBHARMONIC_LEVEL_DB
-            support += found & (target >= NEIGHBOUR_MIN_HZ)
-        harmonic_of_lower |= support >= (1 if divisor <= 3 else 2)
+            neighbour = np.where(target >= NEIGHBOUR_MIN_HZ, near(peak_map, target), -np.inf)
+            support += neighbour >= peak_level - SUBHARMONIC_LEVEL_DB
+            if (
+                multiple == 1 and divisor <= 3
+            ):  # a loud fundamental: a 2nd harmonic under it, a 3rd within 6 dB
+                harmonic_of_lower |= neighbour >= peak_level - (0.0 if divisor == 2 else 6.0)
+        harmonic_of_lower |= support >= (2 if divisor == 3 else divisor - 2 if divisor >= 4 else 99)
     out[:, :k, SUB] = harmonic_of_lower
+    bases = np.stack([near(peak_map, f_hz / divisor) for divisor in range(2, 8)])
+    out[:, :k, BASE] = np.maximum(np.max(np.nan_to_num(bases, nan=-np.inf), axis=0) - peak_level, NO_PEAK_DB)
     out[:, :k][~valid] = np.nan
     return out
 
@@ -407,7 +421,7 @@ class SafetyDetector:
         f = rows[:, F_HZ]
         if (
             ALARM_BAND_HZ[0] <= np.median(f) <= ALARM_BAND_HZ[1]
-            and np.std(f) <= T4_MAX_REL_STD * np.mean(f)
+            and np.ptp(f) <= 2 * T4_MAX_REL_STD * np.mean(f)
             and _median(rows[:, PROM_DB]) >= ALARM_MIN_PROMINENCE_DB
             and np.mean(rows[:, SUB]) < 0.5
         ):
@@ -448,6 +462,7 @@ class SafetyDetector:
             ALARM_BAND_HZ[0] <= f_mean <= ALARM_BAND_HZ[1]
             and rel_std <= ALARM_MAX_REL_STD
             and prom >= ALARM_MIN_PROMINENCE_DB
+            and _median(r[:, BASE]) < ALARM_MAX_BASE_DB
             and np.ptp(r[:, LEVEL_DB]) <= ALARM_MAX_LEVEL_RANGE_DB
         ):
             found.append(("alarm", confidence, track.start_index, "alarm-steady"))
@@ -483,7 +498,11 @@ class SafetyDetector:
         steps = np.diff(f)
         if np.any(np.abs(steps) > YELP_MAX_STEP * f[:-1]):
             return []
-        if np.mean(r[:, SUB]) >= 0.5 or _median(r[:, P3]) < YELP_MIN_H3_DB:
+        if (
+            np.mean(r[:, SUB]) >= 0.5
+            or _median(r[:, P3]) < YELP_MIN_H3_DB
+            or _median(r[:, R3]) < YELP_MIN_R3_DB
+        ):
             return []
         same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
         moving = float(np.mean(np.abs(steps) >= YELP_MIN_STEP * f[:-1]))
@@ -503,7 +522,10 @@ class SafetyDetector:
         if r.shape[0] < 3 or np.mean(r[:, SUB]) >= 0.5:
             return []
         f_now = float(np.median(r[:, F_HZ]))
-        if not ALARM_BAND_HZ[0] <= f_now <= ALARM_BAND_HZ[1] or np.std(r[:, F_HZ]) > T4_MAX_REL_STD * f_now:
+        if (
+            not ALARM_BAND_HZ[0] <= f_now <= ALARM_BAND_HZ[1]
+            or np.ptp(r[:, F_HZ]) > 2 * T4_MAX_REL_STD * f_now
+        ):
             return []
         for burst in self._bursts:
             gap = track.start_index - burst.end_index
@@ -524,19 +546,29 @@ class SafetyDetector:
         f_mid = float(np.median(f))
         if not ALARM_BAND_HZ[0] <= f_mid <= ALARM_BAND_HZ[1] or np.std(f) > T4_MAX_REL_STD * f_mid:
             return []
-        if np.mean(rows[loud, SUB]) >= 0.5:
+        if (
+            np.mean(rows[loud, SUB]) >= 0.5
+            or _median(rows[loud, PROM_DB]) < T4_MIN_PROMINENCE_DB
+            or _median(rows[loud, BASE]) >= ALARM_MAX_BASE_DB
+        ):
             return []
         filled = np.where(ok, level, np.nanmin(level) - T4_RISE_DB)
-        onsets: list[int] = []
+        onsets: list[int] = [0] if track.length <= rows.shape[0] else []  # the track's start is an onset
         for i in range(2, filled.size):
             if filled[i] - min(filled[i - 2], filled[i - 1]) >= T4_RISE_DB and (
                 not onsets or i - onsets[-1] > 3
             ):
                 onsets.append(i)
-        spacings = np.diff(onsets)
-        if not np.any((spacings >= T4_PERIOD_FRAMES[0]) & (spacings <= T4_PERIOD_FRAMES[1])):
+        pairs = [
+            (a, b)
+            for a, b in itertools.pairwise(onsets)
+            if T4_PERIOD_FRAMES[0] <= b - a <= T4_PERIOD_FRAMES[1]
+            and loud[a:b].sum() >= T4_MIN_LOUD_FRAMES
+            and loud[b:].sum() >= T4_MIN_LOUD_FRAMES
+        ]
+        if not pairs:
             return []
-        first = self._index - rows.shape[0] + 1 + onsets[0]
+        first = self._index - rows.shape[0] + 1 + pairs[0][0]
         return [("alarm", _confidence(_median(rows[loud, PROM_DB])), first - 1, "alarm-t4")]
 
     def _decide(self, evidence: dict[str, tuple[float, float, str]]) -> list[Detection]:

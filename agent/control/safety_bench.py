@@ -59,26 +59,28 @@ class Outcome:
 
 
 def score_emergency(scene: Scene, events: list[Detection]) -> Outcome:
-    """Match the first onset event at or after the true onset (or one still active then) to the truth."""
+    """Match the first onset decided during the emergency (or one decided before and still active at its
+    onset: latency 0) to the truth; onsets decided before the true onset count as early false alarms."""
     truth = scene.events[0]
     onsets = [e for e in events if e.end_s is None]
+    ended_at = {(e.label, e.onset_s): e.detected_s for e in events if e.end_s is not None}
     early = [e for e in onsets if e.detected_s < truth.onset_s]
-    still_active = [
-        e
-        for e in events
-        if e.end_s is not None and e.detected_s >= truth.onset_s and e.onset_s < truth.onset_s
-    ]
+    still_active = [e for e in early if ended_at.get((e.label, e.onset_s), np.inf) >= truth.onset_s]
     during = [e for e in onsets if truth.onset_s <= e.detected_s <= truth.end_s + 0.5]
+    snr_db = float(scene.snr_db or 0.0)
     if still_active:
-        first, latency = still_active[0], 0.0
-    elif during:
-        first = during[0]
-        latency = first.detected_s - truth.onset_s
-    else:
-        return Outcome(scene.name, scene.kind, float(scene.snr_db or 0.0), None, False, len(early))
-    labels = {e.label for e in during[:2]} | ({first.label} if still_active else set())
+        labels = {e.label for e in still_active + during[:1]}
+        return Outcome(scene.name, scene.kind, snr_db, 0.0, truth.label in labels, len(early))
+    if not during:
+        return Outcome(scene.name, scene.kind, snr_db, None, False, len(early))
+    labels = {e.label for e in during[:2]}
     return Outcome(
-        scene.name, scene.kind, float(scene.snr_db or 0.0), latency, truth.label in labels, len(early)
+        scene.name,
+        scene.kind,
+        snr_db,
+        during[0].detected_s - truth.onset_s,
+        truth.label in labels,
+        len(early),
     )
 
 

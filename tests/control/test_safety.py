@@ -1,0 +1,90 @@
+"""The emergency-sound detector on synthetic scenes: onsets in time, no false alarms, ends after the hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.control.safety import ALARM_MIN_HOLD_S, Detection, SafetyDetector
+from agent.control.safety_bench import DEADLINE_S, detect_scene, score_emergency
+from agent.control.scenes import BACKGROUNDS, DISTRACTORS, EMERGENCY_KINDS, emergency_scene, negative_scene
+
+
+def onsets(events: list[Detection]) -> list[Detection]:
+    return [e for e in events if e.end_s is None]
+
+
+@pytest.mark.parametrize("kind", list(EMERGENCY_KINDS))
+def test_each_emergency_is_detected_within_300_ms_at_0_db_snr(kind: str) -> None:
+    scene = emergency_scene(kind, "speech", 0.0, 16000, seed=0)
+    events = detect_scene(scene)
+    outcome = score_emergency(scene, events)
+    assert outcome.early_false_alarms == 0, onsets(events)
+    assert outcome.latency_s is not None, f"{scene.name}: never detected"
+    assert 0.0 < outcome.latency_s <= DEADLINE_S, (
+        f"{scene.name}: decided {outcome.latency_s:.3f} s after onset"
+    )
+    assert outcome.label_ok, f"{scene.name}: labelled {[e.label for e in onsets(events)]}"
+
+
+@pytest.mark.parametrize("kind", ["siren-wail", "siren-yelp", "alarm-t3", "horn-single"])
+def test_detects_at_48_khz_as_at_16_khz(kind: str) -> None:
+    scene = emergency_scene(kind, "hvac", 5.0, 48000, seed=1)
+    outcome = score_emergency(scene, detect_scene(scene))
+    assert outcome.in_time and outcome.label_ok, outcome
+
+
+@pytest.mark.parametrize("kind", BACKGROUNDS + DISTRACTORS)
+def test_no_detection_on_scenes_without_an_emergency(kind: str) -> None:
+    scene = negative_scene(kind, 16000, seed=0, duration_s=20.0, background="speech", snr_db=5.0)
+    found = onsets(detect_scene(scene))
+    assert found == [], f"{scene.name}: " + ", ".join(
+        f"{e.label}@{e.onset_s:.2f} ({e.pattern})" for e in found
+    )
+
+
+def test_detection_ends_once_the_hold_passes_without_evidence() -> None:
+    scene = emergency_scene("siren-hilo", "hvac", 10.0, 16000, seed=2, sound_s=4.0, tail_s=3.0)
+    truth = scene.events[0]
+    detector = SafetyDetector(16000, hold_s=2.0)
+    events: list[Detection] = []
+    active_at: list[tuple[float, bool]] = []  # (stream time s, detector.active) after each block
+    for start in range(0, scene.samples.shape[0], 800):
+        events.extend(detector.process(scene.samples[start : start + 800]))
+        active_at.append(((start + 800) / 16000, detector.active))
+    assert [e.end_s is None for e in events] == [True, False]
+    start_event, end_event = events
+    assert start_event.label == end_event.label == "siren"
+    assert abs(end_event.end_s - truth.end_s) <= 0.3  # the last evidence is the end of the sound
+    assert end_event.detected_s - end_event.end_s == pytest.approx(2.0, abs=0.02)
+    assert end_event.onset_s == start_event.onset_s
+    assert detector.active is False
+    assert all(active for t, active in active_at if truth.onset_s + 0.3 <= t <= truth.end_s + 1.9)
+    assert not any(active for t, active in active_at if t >= end_event.detected_s + 0.05)
+
+
+def test_co_alarm_stays_one_detection_across_its_five_second_pauses() -> None:
+    scene = emergency_scene("alarm-t4", "hvac", 10.0, 16000, seed=3, sound_s=12.0)
+    events = detect_scene(scene, hold_s=2.0)
+    assert len(onsets(events)) == 1, onsets(events)
+    assert onsets(events)[0].label == "alarm"
+    assert ALARM_MIN_HOLD_S > 5.5  # the CO cadence pauses 5 s +-10 %
+
+
+def test_block_size_does_not_change_the_events() -> None:
+    scene = emergency_scene("siren-wail", "music", 5.0, 16000, seed=4, sound_s=3.0)
+    small = detect_scene(scene, block=160)
+    large = detect_scene(scene, block=8192)
+    assert small == large
+    assert onsets(small)
+
+
+def test_update_takes_frames_of_its_own_extractor_only() -> None:
+    detector = SafetyDetector(16000)
+    assert detector.make_extractor().n_bins == 257
+    with pytest.raises(ValueError, match=r"power must be \(frames, 257\)"):
+        detector.update(np.zeros((3, 769), dtype=np.float32))
+    with pytest.raises(ValueError, match="hold_s"):
+        SafetyDetector(16000, hold_s=0.0)
+    assert detector.update(np.zeros((0, 257), dtype=np.float32)) == []
+    assert detector.process(np.zeros(16000, dtype=np.float32)) == [] and not detector.active
