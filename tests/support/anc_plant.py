@@ -7,8 +7,19 @@ buffering). Everything is float64 numpy, sample-exact and deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import numpy as np
 from scipy.signal import lfilter
+
+from agent.profiles import Profile
+
+
+class BlockProcessor(Protocol):
+    """Anything run once per audio block: the Controller, the SecondaryPathIdentifier."""
+
+    def process(self, indata: np.ndarray, outdata: np.ndarray) -> None: ...
 
 
 def decaying_fir(rng: np.random.Generator, delay_samples: int, taps: int, decay_samples: float) -> np.ndarray:
@@ -88,7 +99,12 @@ class ProfileLoop:
     """
 
     def __init__(
-        self, profile, references: np.ndarray, primaries, secondaries, sensor_noise_rms: float = 0.0
+        self,
+        profile: Profile,
+        references: np.ndarray,
+        primaries: Sequence[np.ndarray],
+        secondaries: Sequence[np.ndarray],
+        sensor_noise_rms: float = 0.0,
     ) -> None:
         self.profile = profile
         ch = profile.channels
@@ -112,7 +128,7 @@ class ProfileLoop:
     def blocks(self) -> int:
         return self.plants[0].blocks
 
-    def step(self, processor) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, processor: BlockProcessor) -> tuple[np.ndarray, np.ndarray]:
         """Run one block; returns (error (C, B), disturbance (C, B)) float64 of that block."""
         ch = self.profile.channels
         errors = []
@@ -128,7 +144,7 @@ class ProfileLoop:
             plant.play(self.outdata[:, ch.speakers[c]].astype(np.float64))
         return np.array(errors), np.array(dists)
 
-    def run(self, processor, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, processor: BlockProcessor, blocks: int) -> tuple[np.ndarray, np.ndarray]:
         """Run `blocks` blocks; returns (error (C, blocks*B), disturbance (C, blocks*B))."""
         es, ds = zip(*(self.step(processor) for _ in range(blocks)), strict=True)
         return np.concatenate(es, axis=1), np.concatenate(ds, axis=1)
