@@ -71,6 +71,7 @@ COEFFICIENTS = "coefficients"
 SHADOWS = (CONFIG, COEFFICIENTS)
 COEFFICIENTS_INLINE_BYTES = MAX_STATE_BYTES // 2
 MAX_ATTEMPTS = 6
+COEFFICIENTS_EMPTY_RETRY_S = 5.0
 _OWN_COEFFICIENT_KEYS = frozenset(
     {"version", "encoding", "checksum", "shapes", "data", "s3_key", "last_rejection"}
 )
@@ -137,6 +138,7 @@ class ShadowClient:
         self._coeff_state: dict[str, Any] = self._load_state(COEFFICIENTS)
         self._coeff_timer: Timer | None = None
         self._pointer_only = False
+        self._empty_retry: Timer | None = None
         self.synced: dict[str, bool] = {s: False for s in SHADOWS}
         self.stats = ShadowStats()
 
@@ -152,9 +154,10 @@ class ShadowClient:
 
     def stop(self) -> None:
         self._drop_pending()
-        if self._coeff_timer is not None:
-            self._coeff_timer.cancel()
-            self._coeff_timer = None
+        for timer in (self._coeff_timer, self._empty_retry):
+            if timer is not None:
+                timer.cancel()
+        self._coeff_timer = self._empty_retry = None
 
     def report_config(self) -> None:
         """Report the applied settings and status now (e.g. after a local change)."""
@@ -505,6 +508,9 @@ class ShadowClient:
             log.exception("ControlPort.coefficients failed")
             return None
         if not current:
+            # No adaptive state yet (the engine is still identifying the secondary path): look again soon.
+            if self._empty_retry is None:
+                self._empty_retry = self._loop.call_later(COEFFICIENTS_EMPTY_RETRY_S, self._retry_empty)
             return None
         encoded = coeffs.encode(current, 0)
         clear = self._clear_desired[COEFFICIENTS]
@@ -534,6 +540,11 @@ class ShadowClient:
         self._coeff_state.update(set_version=set_version, last_checksum=encoded.checksum)
         self._save_state(COEFFICIENTS, self._coeff_state)
         return state
+
+    def _retry_empty(self) -> None:
+        self._empty_retry = None
+        if self._transport.connected and self.synced[COEFFICIENTS]:
+            self._request_update(COEFFICIENTS)
 
     def _keep_locally(self, encoded: coeffs.EncodedSet, current: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()

@@ -20,7 +20,7 @@ from tests.support.shadow_service import RunningShadowService
 from tests.sync.fake_control import FakeControl
 from tests.sync.sections import cloud_section
 from tests.sync.tcp_proxy import TcpProxy
-from tests.sync.waiting import wait_until
+from tests.sync.waiting import get_shadow, wait_until
 
 
 @dataclass
@@ -45,16 +45,7 @@ class Cloud:
         return [doc["seq"] for topic, doc in self.drain() if topic.endswith("/telemetry")]
 
     def shadow(self, name: str) -> dict[str, Any]:
-        """The stored shadow (waiting out the per-thing rate limit the device shares)."""
-        box: list[Any] = []
-
-        def got() -> bool:
-            (reply,) = self.service.store.handle("get", self.thing, name, b"{}")
-            box[:] = [reply]
-            return reply.document.get("code") != 429
-
-        assert wait_until(got, step_s=0.1)
-        return box[0].document
+        return get_shadow(self.service.store, self.thing, name)
 
     def reported(self, name: str) -> dict[str, Any]:
         doc = self.shadow(name)

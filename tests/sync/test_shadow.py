@@ -18,7 +18,7 @@ from agent.sync.shadow_rules import ShadowLimitError, check_state
 from cloud.local.shadow_store import ShadowStore
 from tests.sync.fake_control import FakeControl
 from tests.sync.loopback import LoopbackTransport
-from tests.sync.waiting import wait_until
+from tests.sync.waiting import get_shadow, wait_until
 
 THING = "dev-1"
 
@@ -41,16 +41,9 @@ class Rig:
         assert wait_until(lambda: self.loop.call_sync(lambda: not self.client._pending))
 
     def stored(self, shadow: str) -> dict[str, Any]:
-        """The shadow as the service holds it (waits out the service's own rate limit)."""
-        replies: list[Any] = []
-        assert wait_until(
-            lambda: (
-                replies.append(self.store.handle("get", THING, shadow, b"{}")[0])
-                or (replies[-1].document.get("code") != 429)
-            )
-        )
-        assert replies[-1].suffix == "get/accepted", replies[-1].document
-        return replies[-1].document
+        document = get_shadow(self.store, THING, shadow)
+        assert "state" in document, document
+        return document
 
     def cloud(self, shadow: str, state: dict[str, Any]) -> None:
         self.loop.call_sync(lambda: self.transport.cloud_update(THING, shadow, state))

@@ -57,3 +57,18 @@ class Box:
         if not self._event.wait(timeout_s):
             raise TimeoutError("no result within the timeout")
         return self.value
+
+
+def get_shadow(store: Any, thing: str, shadow: str) -> dict[str, Any]:
+    """A `ShadowStore`'s reply to a get (a document, or a 404 error document), waiting out 429s: the
+    test's reads share the thing's request rate with the device."""
+    replies: list[Any] = []
+
+    def answered() -> bool:
+        replies.append(store.handle("get", thing, shadow, b"{}")[0])
+        return replies[-1].document.get("code") != 429
+
+    assert wait_until(answered, step_s=0.05), "the shadow service kept answering 429"
+    document = replies[-1].document
+    assert isinstance(document, dict)
+    return document
