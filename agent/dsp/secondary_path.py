@@ -8,7 +8,10 @@ a long FIR from each speaker's output to its error mic with NLMS while the prima
 second NLMS branch from the reference mic to the error mic runs jointly and removes the part of the
 primary noise the reference can explain, which otherwise swamps a probe 20 dB below it. Each branch is
 normalised by its own input energy. The step size decays geometrically over the probe (fast start, low
-misadjustment at the end). The bulk delay is the first coefficient above `onset_fraction` of the peak,
+misadjustment at the end). The callback also records the reference and error mics (preallocated), and
+`result()` (control thread) refines the fit with the joint least-squares solve over the whole probe
+period, which is free of NLMS misadjustment and of the adaptive notch the reference branch forms at the
+primary noise's tones. The bulk delay is the first coefficient above `onset_fraction` of the peak,
 minus `onset_margin_samples`; the `secondary_path_taps` coefficients after it are kept.
 """
 
@@ -111,6 +114,8 @@ def identify_block(
     xbuf: np.ndarray,
     energy: np.ndarray,
     stats: np.ndarray,
+    rec_x: np.ndarray,
+    rec_e: np.ndarray,
     mu: float,
     mu_ref: float,
     adapt: bool,
@@ -121,7 +126,9 @@ def identify_block(
     probe (C, total) float64 probe sequences, this block reads probe[:, probe_pos : probe_pos + B];
     hr (C, K) reversed speaker->error FIR; gr (C, G) reversed reference->error FIR; ubuf (C, K + B) and
     xbuf (C, G + B) histories (newest sample of block index n at [K + n] / [G + n]); energy (C, 2) running
-    ||u||^2, ||x||^2; stats (C, 2) accumulated error-mic power and residual power (for the fit quality).
+    ||u||^2, ||x||^2; stats (C, 2) accumulated error-mic power and residual power (for the fit quality);
+    rec_x, rec_e (C, total) float64 recordings of the sanitised reference and error mics (written at
+    probe_pos + n) for the least-squares refinement.
     """
     block = indata.shape[0]
     n_ch = hr.shape[0]
@@ -149,6 +156,8 @@ def identify_block(
             if not np.isfinite(en):
                 en = 0.0
                 bad += 1
+            rec_x[c, probe_pos + n] = xn
+            rec_e[c, probe_pos + n] = en
             old_u = ub[n]
             ub[k_taps + n] = un
             eu += un * un - old_u * old_u
@@ -171,6 +180,41 @@ def identify_block(
         shift_history(ub, k_taps, block)
         shift_history(xb, g_taps, block)
     return bad
+
+
+def correlation(a: np.ndarray, b: np.ndarray, lags: int) -> np.ndarray:
+    """r[k] = sum_n a[n] b[n - k] for k in [0, lags): (lags,) float64, by FFT. a, b (T,) float64."""
+    nf = 1 << int(np.ceil(np.log2(a.shape[0] + lags)))
+    return np.fft.irfft(np.fft.rfft(a, nf) * np.conj(np.fft.rfft(b, nf)), nf)[:lags]
+
+
+def joint_least_squares(
+    u: np.ndarray, x: np.ndarray, e: np.ndarray, k_taps: int, g_taps: int, ridge: float = 1e-6
+) -> np.ndarray:
+    """The speaker response h (k_taps,) of the least-squares fit e[n] ~ (h * u)[n] + (g * x)[n].
+
+    u (T,) probe played, x (T,) reference mic, e (T,) error mic, all float64. Solved jointly through the
+    normal equations built from FFT correlations (Toeplitz blocks), with a ridge of `ridge` times the mean
+    diagonal so a tonal reference (rank-deficient x block) stays solvable. Unlike the online NLMS it has
+    no misadjustment and no adaptive notch at the primary noise's tones, which in our runs took the path
+    error from -5..-20 dB to -25..-35 dB with the primary noise 20 dB above the probe.
+    """
+    n = u.shape[0]
+    idx_k = np.arange(k_taps)
+    idx_g = np.arange(g_taps)
+    ruu = correlation(u, u, k_taps)
+    rxx = correlation(x, x, g_taps)
+    nf = 1 << int(np.ceil(np.log2(n + max(k_taps, g_taps))))
+    full = np.fft.irfft(np.fft.rfft(u, nf) * np.conj(np.fft.rfft(x, nf)), nf)  # full[m] = sum u[n] x[n-m]
+    lag = idx_g[None, :] - idx_k[:, None]  # Rux[i, j] = sum u[n-i] x[n-j] = full[j - i]
+    a = np.empty((k_taps + g_taps, k_taps + g_taps))
+    a[:k_taps, :k_taps] = ruu[np.abs(idx_k[:, None] - idx_k[None, :])]
+    a[k_taps:, k_taps:] = rxx[np.abs(idx_g[:, None] - idx_g[None, :])]
+    a[:k_taps, k_taps:] = full[lag % nf]
+    a[k_taps:, :k_taps] = a[:k_taps, k_taps:].T
+    a[np.diag_indices_from(a)] += ridge * np.trace(a) / a.shape[0] + 1e-300
+    b = np.concatenate([correlation(e, u, k_taps), correlation(e, x, g_taps)])
+    return np.linalg.solve(a, b)[:k_taps]
 
 
 class IdentificationError(RuntimeError):
@@ -217,6 +261,8 @@ class SecondaryPathIdentifier:
         self._xbuf = np.zeros((n_ch, self.primary_taps + block))
         self._energy = np.zeros((n_ch, 2))
         self._stats = np.zeros((n_ch, 2))
+        self._rec_x = np.zeros_like(self._probe)
+        self._rec_e = np.zeros_like(self._probe)
         self._ref = np.array(ch.reference_mics, dtype=np.int64)
         self._err = np.array(ch.error_mics, dtype=np.int64)
         self._spk = np.array(ch.speakers, dtype=np.int64)
@@ -260,14 +306,37 @@ class SecondaryPathIdentifier:
         block = min(block, remaining)
         self._count[2] += identify_block(
             indata[:block], outdata[:block], self._ref, self._err, self._spk, self._probe, pos,
-            self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats, mu, mu_ref, True,
+            self._hr, self._gr, self._ubuf, self._xbuf, self._energy, self._stats,
+            self._rec_x, self._rec_e, mu, mu_ref, True,
         )  # fmt: skip
         self._count[1] += block
         self._count[0] += 1
 
-    def impulse_responses(self) -> np.ndarray:
-        """(C, fit_taps) float64: the full fitted speaker -> error-mic responses (delay included)."""
-        return self._hr[:, ::-1].copy()
+    def impulse_responses(self, least_squares: bool = True) -> np.ndarray:
+        """(C, fit_taps) float64: the fitted speaker -> error-mic responses (delay included).
+
+        least_squares=True (once `done`): the joint least-squares fit over the whole recorded probe
+        period (see `joint_least_squares`), falling back to the online NLMS fit for a channel where the
+        solve fails; otherwise the online NLMS fit as it stands.
+        """
+        nlms = self._hr[:, ::-1].copy()
+        if not (least_squares and self.done):
+            return nlms
+        n = int(self._count[1])
+        for c in range(nlms.shape[0]):
+            try:
+                h = joint_least_squares(
+                    self._probe[c, :n],
+                    self._rec_x[c, :n],
+                    self._rec_e[c, :n],
+                    self.fit_taps,
+                    self.primary_taps,
+                )
+            except np.linalg.LinAlgError:
+                continue
+            if np.all(np.isfinite(h)):
+                nlms[c] = h
+        return nlms
 
     def residual_db(self) -> np.ndarray:
         """(C,) float64: residual power of the joint fit relative to the error-mic power, in dB."""
