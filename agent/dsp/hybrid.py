@@ -20,6 +20,11 @@ Result: while the RLS converges in a few hundred samples the NLMS is still far o
 RLS; once the long NLMS filter overtakes it (more taps, so lower steady-state error on rich noise), lam
 moves to the NLMS. The combination is never worse than the better component by more than a little.
 Sign convention as in `agent.dsp.fxnlms`: e = d + S * y.
+
+`Hybrid` below is the bare algorithm (what the benchmark and the C reference compare). The multi-channel
+controller runs the same `hybrid_adapt` step and adds what a device needs around it: a reference-energy
+floor in the NLMS normalisation, holding adaptation through silence and noise onsets, the divergence
+guard, the limiter and the crossfades (see `agent.dsp.controller`).
 """
 
 from __future__ import annotations
