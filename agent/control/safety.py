@@ -46,7 +46,8 @@ MAX_TRACKS = 10
 STEADY_FRAMES = 9  # ~160 ms of frames for the steady-tone and sweep patterns
 YELP_FRAMES = 12
 SIREN_BAND_HZ = (350.0, 1800.0)
-SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd
+SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
+SIREN_THIRD_DB = (-25.0, 6.0)  # ... and near the fundamental (-9.5 dB for a square wave, +-room colour)
 SIREN_MAX_RESIDUAL = 0.003  # rms of a quadratic fit to the trajectory, relative to the frequency
 YELP_BAND_HZ = (450.0, 2000.0)
 YELP_MIN_RANGE = 0.2  # of the mean frequency, over YELP_FRAMES
@@ -77,7 +78,8 @@ HORN_BAND_HZ = (250.0, 650.0)
 HORN_MAX_REL_STD = 0.01
 HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
-HORN_MIN_HIGH_DB = -11.0  # brassy: harmonics 4..8 typically within 11 dB of the fundamental
+HORN_MIN_HIGH_DB = -14.0  # brassy: harmonics 4..8 typically within 14 dB of the fundamental
+HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level; a plucked or struck note decays
 
 # Columns of the per-peak feature rows: frequency, level, prominence; level of harmonics 2..5 relative to the
 # peak (dB); prominence of harmonics 2..5 (dB); 1.0 when the peak looks like a harmonic of a lower fundamental
@@ -451,8 +453,11 @@ class SafetyDetector:
         rel_std = float(np.std(f)) / f_mean
         prom = _median(r[:, PROM_DB])
         confidence = _confidence(prom)
+        third_db = _median(r[:, R3])
         odd = (
-            _median(r[:, P3]) >= HARMONIC_PRESENT_DB and _median(r[:, R3] - r[:, R2]) >= SIREN_MIN_ODD_EVEN_DB
+            _median(r[:, P3]) >= HARMONIC_PRESENT_DB
+            and SIREN_THIRD_DB[0] <= third_db <= SIREN_THIRD_DB[1]
+            and _median(r[:, R3] - r[:, R2]) >= SIREN_MIN_ODD_EVEN_DB
         )
         isolated = np.mean(r[:, SUB]) < 0.5
         found: list[tuple[str, float, int, str]] = []
@@ -474,9 +479,11 @@ class SafetyDetector:
                 found.append(("siren", confidence, track.start_index, "siren-smooth"))
         if HORN_BAND_HZ[0] <= f_mean <= HORN_BAND_HZ[1] and rel_std <= HORN_MAX_REL_STD:
             level_range = float(np.ptp(r[:, LEVEL_DB]))
+            slope_db_s = float(np.polyfit(np.flatnonzero(ok) * self._hop_s, r[:, LEVEL_DB], 1)[0])
             present = [_median(r[:, column]) >= HARMONIC_PRESENT_DB for column in (P2, P3, P4, P5)]
             if (
                 level_range <= HORN_MAX_LEVEL_RANGE_DB
+                and abs(slope_db_s) <= HORN_MAX_SLOPE_DB_S
                 and sum(present) >= HORN_MIN_HARMONICS
                 and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
             ):
