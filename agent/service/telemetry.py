@@ -1,8 +1,9 @@
 """The 1 Hz telemetry aggregate, built on the control thread from the blocks drained out of the rings.
 
 One record per interval: attenuation estimate (dB), error and reference power (dBFS), callback time
-p50/p99 (µs and as a share of the block period), xruns by kind, blocks, blocks lost from the ring, CPU %
-of the process (all threads, 100 = one core), mode, sequence number.
+p50/p99 (µs and as a share of the block period), slow blocks (processing over half the block period),
+xruns by kind, blocks, blocks lost from the ring, CPU % of the process (all threads, 100 = one core),
+mode, sequence number.
 
 Attenuation estimate: the true attenuation needs the error signal without control, which a running
 device never hears. The Controller estimates it per block as d^ = e - S^ * y (the error mic minus the
@@ -22,6 +23,7 @@ import numpy as np
 from agent.audio.rings import P_DISTURBANCE, P_ERROR, P_REFERENCE, XRUN_NAMES, BlockRecords
 
 _FLOOR = 1e-20
+SLOW_BLOCK_SHARE = 0.5  # a block whose processing takes more than this share of the block period is slow
 
 
 def power_dbfs(mean_square: float) -> float | None:
@@ -36,6 +38,7 @@ class TelemetryAggregator:
 
     def __init__(self, block_period_s: float) -> None:
         self.block_period_us = block_period_s * 1e6
+        self._slow_ns = int(SLOW_BLOCK_SHARE * block_period_s * 1e9)
         self._seq = 0
         self._reset_interval()
         self._cpu_t = time.process_time()
@@ -50,6 +53,7 @@ class TelemetryAggregator:
         self._n_power = 0
         self._xruns = dict.fromkeys(XRUN_NAMES, 0)
         self._blocks = 0
+        self._slow = 0
         self._lost = 0
 
     def add(self, records: BlockRecords) -> None:
@@ -60,6 +64,7 @@ class TelemetryAggregator:
             return
         self._blocks += n
         self._proc.append(records.proc_ns)
+        self._slow += int(np.count_nonzero(records.proc_ns > self._slow_ns))
         err, ref = records.power[:, P_ERROR], records.power[:, P_REFERENCE]
         dist = records.power[:, P_DISTURBANCE]
         ok = np.isfinite(err) & np.isfinite(ref) & np.isfinite(dist)
@@ -105,6 +110,7 @@ class TelemetryAggregator:
             "xruns": sum(self._xruns.values()),
             "xrun_kinds": dict(self._xruns),
             "blocks": self._blocks,
+            "slow_blocks": self._slow,
             "blocks_lost": self._lost,
             "cpu_pct": round(cpu_pct, 2),
         }
