@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "local": {
         "shadow": ("cloud.local.shadow_service", "run the local Device Shadow service on an MQTT broker"),
+        "demo": ("cloud.local.demo", "run the device agent on the simulated plant with the local cloud"),
     },
 }
 
