@@ -2,20 +2,25 @@
 
 It runs on the control thread over the power spectra of `agent.control.features.FeatureExtractor` (32 ms
 Hann frames every 16 ms). Per frame it picks the strongest spectral peaks between 200 Hz and 4 kHz
-(parabolic interpolation on the dB spectrum), measures each one's prominence over the local spectral floor
-and the prominence at its harmonics and sub-harmonics, and links peaks across frames into frequency tracks.
-A track becomes evidence when its recent trajectory matches a pattern:
+(parabolic interpolation on the dB spectrum) and measures, for each: its prominence over the local spectral
+floor, the level and prominence of its harmonics 2..5, the median level of harmonics 4..8, whether it looks
+like a harmonic of a lower fundamental, and the loudest peak at f/2..f/7. Peaks are linked across frames
+into frequency tracks; the strongest peak of the siren band is also followed on its own (a yelp sweeps too
+fast for a track). Evidence is a recent trajectory that matches a pattern:
 
-- siren: an isolated fundamental at 350-1800 Hz with odd harmonics (square-wave drive) and a smooth
-  trajectory (a hi-lo tone or a wail sweep), or a fast periodic sweep at 450-2000 Hz (yelp);
-- alarm: a very stable tone at 2.3-3.9 kHz (a temporal-three beep), or two short bursts at the same
-  frequency 60-180 ms apart (temporal-four CO cadence);
-- horn: a steady, level, isolated fundamental at 250-650 Hz with a rich stack of harmonics, even ones
-  included.
+- siren: a fundamental at 350-1800 Hz, no harmonic of a lower one, with odd harmonics (square-wave drive:
+  3rd within 25 dB, 2nd 10 dB below the 3rd) on a smooth trajectory (a hi-lo tone or a wail sweep); or the
+  siren band's strongest peak sweeping 20 % or more in ~190 ms, in small steady steps (yelp);
+- alarm: a tone at 2.3-3.9 kHz holding its pitch to 0.1 % and its level (temporal-three beep), or pulsing
+  with onsets 130-260 ms apart at one pitch, or two short beeps at one pitch (temporal-four CO cadence);
+  never with a loud peak at f/2..f/7 (a siren's 3rd or 5th harmonic lands in that band);
+- horn: a steady (pitch to 1 %, level to 4 dB and 15 dB/s) fundamental at 250-650 Hz with at least three of
+  harmonics 2..5 present and harmonics 4..8 within 14 dB (brassy); two-tone horns are found by either note.
 
-Evidence needs about 150 ms of a track, so a detection fires within about 200-250 ms of the onset: the
-engine must be in pass-through within 300 ms. A detection ends once `hold_s` passes with no evidence of its
-label (for alarms at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
+The thresholds were set on the synthetic scenes of `agent.control.scenes`; `agent.control.safety_bench`
+measures what they give. Evidence needs about 150 ms of a track, so a detection fires about 150-250 ms after
+the onset: the engine must be in pass-through within 300 ms. A detection ends once `hold_s` passes with no
+evidence of its label (for alarms at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ YELP_FRAMES = 12
 SIREN_BAND_HZ = (350.0, 1800.0)
 SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
 SIREN_THIRD_DB = (-25.0, 6.0)  # ... and near the fundamental (-9.5 dB for a square wave, +-room colour)
-SIREN_MAX_RESIDUAL = 0.003  # rms of a quadratic fit to the trajectory, relative to the frequency
+SIREN_MAX_RESIDUAL = 0.005  # rms off a quadratic fit to the trajectory, relative (reverb makes sweeps jitter)
+SIREN_MAX_BASE_DB = 0.0  # no peak at f/2 .. f/7 louder than the siren's fundamental
 YELP_BAND_HZ = (450.0, 2000.0)
 YELP_MIN_RANGE = 0.2  # of the mean frequency, over YELP_FRAMES
 YELP_MIN_CONSISTENCY = 0.7  # share of hops sweeping in the same direction as the previous one
@@ -471,7 +477,7 @@ class SafetyDetector:
             and np.ptp(r[:, LEVEL_DB]) <= ALARM_MAX_LEVEL_RANGE_DB
         ):
             found.append(("alarm", confidence, track.start_index, "alarm-steady"))
-        if SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1] and odd:
+        if SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1] and odd and _median(r[:, BASE]) < SIREN_MAX_BASE_DB:
             t = np.flatnonzero(ok).astype(np.float64)
             fit = np.polyval(np.polyfit(t, f, 2), t)
             residual = float(np.sqrt(np.mean((f - fit) ** 2))) / f_mean
