@@ -44,6 +44,7 @@ import yaml
 from agent.config import ConfigError, parse_config
 from agent.profiles import DEFAULT_PROFILE, Profile, available_profiles, load_profile
 from agent.service.checkpoint import CheckpointStore
+from agent.sync.config import TRANSPORTS
 from cloud.local.broker import Broker
 from cloud.local.device_observer import DeviceObserver, ObserverError, ShadowRoundTrip
 from cloud.local.shadow_service import ShadowService
@@ -121,7 +122,7 @@ def provision_fleet(workdir: Path, thing_name: str, profile: str) -> tuple[Fleet
 
 
 def write_device_bundle(
-    home: FleetHome, thing_name: str, broker: Broker, profile: str, workdir: Path
+    home: FleetHome, thing_name: str, broker: Broker, profile: str, workdir: Path, transport: str
 ) -> Path:
     """The device bundle for the local broker, with the demo's additions to agent.yaml; returns its path.
 
@@ -136,6 +137,7 @@ def write_device_bundle(
         realtime_priority=0,  # a demo on a shared machine: leave the scheduler alone
         telemetry_interval_s=1.0,
     )
+    config["cloud"]["transport"] = transport
     try:
         parse_config(config, paths.config)
     except ConfigError as exc:
@@ -435,7 +437,7 @@ def summarise(observer: DeviceObserver, report: DemoReport, timeline: Timeline) 
 # ---------------------------------------------------------------------------------------- the run
 
 
-def run_demo(workdir: Path, profile_name: str, seconds: float) -> DemoReport:
+def run_demo(workdir: Path, profile_name: str, seconds: float, transport: str = "awsiot") -> DemoReport:
     profile = load_profile(profile_name)
     thing_name = naming.thing_name_from_serial(DEMO_SERIAL)
     report = DemoReport(thing_name)
@@ -448,8 +450,8 @@ def run_demo(workdir: Path, profile_name: str, seconds: float) -> DemoReport:
         stack.callback(broker.stop)
         broker.start()
         say(f"  local Mosquitto on {broker.host}:{broker.port} (mutual TLS, per-thing ACLs)")
-        config_path = write_device_bundle(home, thing_name, broker, profile.name, workdir)
-        say(f"  device bundle: {config_path}")
+        config_path = write_device_bundle(home, thing_name, broker, profile.name, workdir, transport)
+        say(f"  device bundle: {config_path} (transport {transport})")
         stack.enter_context(running_shadow_service(broker, workdir / "shadows.sqlite3"))
         say("  local shadow service subscribed")
         observer = DeviceObserver(broker.service_endpoint(), thing_name, client_id="anc-demo-cloud").start()
@@ -503,6 +505,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"how long to watch the running agent, {MIN_SECONDS:g}..{MAX_SECONDS:g} (default: %(default)s)",
     )
     parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="awsiot",
+        help="the agent's MQTT client: awsiot (the AWS IoT Device SDK, as in production) or paho "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=DEFAULT_WORKDIR,
@@ -514,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        report = run_demo(args.workdir, args.profile, args.seconds)
+        report = run_demo(args.workdir, args.profile, args.seconds, args.transport)
     except (DemoError, ProvisionError, RuntimeError, OSError) as exc:  # a step that could not run at all
         print(f"anc-cloud local demo: {exc}", file=sys.stderr)
         return 1

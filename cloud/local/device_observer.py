@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -212,6 +213,9 @@ class DeviceObserver:
             self._connect_error = f"broker refused the connection: {reason}"
             return
         self._connected.set()
+        sock = client.socket()
+        if sock is not None:  # small messages: send each at once (no Nagle wait), as the shadow service does
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _result, self._subscribe_mid = client.subscribe([(topic, 1) for topic in self._topics])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reasons: Any, _p: Any) -> None:

@@ -63,6 +63,13 @@ def test_demo_refuses_a_seconds_value_outside_its_range_naming_the_option(tmp_pa
     assert not (tmp_path / "demo").exists()
 
 
+def test_demo_refuses_an_unknown_transport_listing_the_allowed_ones(tmp_path: Path) -> None:
+    result = run_demo_cli("--transport", "mqtt-sn", "--workdir", str(tmp_path / "demo"), timeout_s=60)
+    assert result.returncode == 2
+    assert "--transport" in result.stderr and "awsiot" in result.stderr and "paho" in result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
 def test_workdir_holding_foreign_files_is_never_wiped(tmp_path: Path) -> None:
     precious = tmp_path / "notes.txt"
     precious.write_text("keep me")
