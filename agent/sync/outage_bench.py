@@ -73,10 +73,12 @@ DEVICE_STOP_TIMEOUT_S = 10.0
 ROUND_TRIP_TIMEOUT_S = 10.0
 ROUND_TRIP_PACE_S = 0.1  # the cloud's writes and the device's reports share the thing's 20 requests/s
 ROUND_TRIP_GOAL_P95_MS = 250.0
-# What may exceed the pre-outage rate of xruns / slow blocks by chance on a shared machine before it
-# counts as an effect of the outage: a few events plus 0.5 % of the window's blocks.
+# What may exceed the pre-outage rate by chance on a shared machine (other processes preempt the audio
+# thread now and then) before it counts as an effect of the outage: a few events plus a share of the
+# window's blocks. Measured on a loaded 2-core machine: ~0.8 % slow blocks and a few xruns a minute,
+# with or without an outage.
 EFFECT_ALLOWANCE_EVENTS = 3.0
-EFFECT_ALLOWANCE_SHARE = 0.005
+EFFECT_ALLOWANCE_SHARE = {"xruns": 1e-4, "slow_blocks": 0.005}
 
 
 # ----------------------------------------------------------------------------------------- the cloud side
@@ -430,12 +432,12 @@ class OutageReport:
 
     def attributable_to_outage(self) -> list[str]:
         """Windows during or after the outage whose xruns or slow blocks exceed the earlier rate by more
-        than `EFFECT_ALLOWANCE_EVENTS` + `EFFECT_ALLOWANCE_SHARE` of their blocks; empty when none do."""
+        than `EFFECT_ALLOWANCE_EVENTS` + `EFFECT_ALLOWANCE_SHARE[metric]` of their blocks; [] when none."""
         found = []
         for window in ("during", "after"):
             blocks = self.window(window).blocks
-            allowance = EFFECT_ALLOWANCE_EVENTS + EFFECT_ALLOWANCE_SHARE * blocks
-            for metric in ("xruns", "slow_blocks"):
+            for metric, share in EFFECT_ALLOWANCE_SHARE.items():
+                allowance = EFFECT_ALLOWANCE_EVENTS + share * blocks
                 extra = self.excess(metric, window)
                 if extra > allowance:
                     found.append(f"{window}: {extra:.0f} extra {metric} (allowance {allowance:.0f})")
@@ -589,7 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         trips = run_round_trips(rig, args.round_trips) if args.round_trips > 0 else None
         outage = run_outage(rig, outage_s=args.outage_s, before_s=args.before_s, after_s=args.after_s)
     if args.json:
-        doc: dict[str, Any] = {"outage": asdict(outage)}
+        doc: dict[str, Any] = {
+            "outage": {**asdict(outage), "attributable_to_outage": outage.attributable_to_outage()}
+        }
         if trips is not None:
             doc["round_trip"] = {
                 "n": len(trips.samples_ms),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sync.outage_bench import OutageReport, open_rig, run_outage
+from agent.sync.outage_bench import OutageReport, WindowStats, open_rig, run_outage
 
 
 def _outage(tmp_path: Path, outage_s: float, before_s: float, after_s: float) -> OutageReport:
@@ -39,6 +39,34 @@ def test_a_stopped_broker_loses_no_telemetry_and_the_desired_change_arrives_afte
         assert window.records > 0 and window.blocks > 0, window
         assert window.callback_us_p99_max is not None
     assert any(line.startswith("audio effects attributable") for line in report.lines())
+
+
+def _report_with(before: WindowStats, during: WindowStats, after: WindowStats) -> OutageReport:
+    return OutageReport(
+        outage_s=60.0, transport="awsiot", profile="hvac-duct-16k", seq_first=1, seq_last=10,
+        received_unique=10, duplicates=0, gaps=[], still_spooled=0, outage_records=6, drain_s=1.0,
+        reconvergence_s=1.0, shadows_in_sync=True, desired_mu=0.01, reported_mu=0.01,
+        observer_session_kept=True, windows=[before, during, after],
+    )  # fmt: skip
+
+
+def test_only_xruns_and_slow_blocks_beyond_the_rate_before_the_outage_are_blamed_on_it() -> None:
+    background = _report_with(
+        WindowStats("before", blocks=10_000, slow_blocks=80, xruns=1),
+        WindowStats("during", blocks=40_000, slow_blocks=330, xruns=5),
+        WindowStats("after", blocks=20_000, slow_blocks=150, xruns=2),
+    )
+    assert background.attributable_to_outage() == []
+    assert background.excess("slow_blocks", "during") == pytest.approx(10.0)
+    burst = _report_with(
+        WindowStats("before", blocks=10_000, slow_blocks=80, xruns=0),
+        WindowStats("during", blocks=40_000, slow_blocks=320, xruns=0),
+        WindowStats("after", blocks=20_000, slow_blocks=400, xruns=12),
+    )
+    blamed = burst.attributable_to_outage()
+    assert len(blamed) == 2
+    assert all(line.startswith("after:") for line in blamed)
+    assert any("xruns" in line for line in blamed) and any("slow_blocks" in line for line in blamed)
 
 
 @pytest.mark.soak
