@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import secrets
 import signal
 import statistics
@@ -54,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +64,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.sync.publisher import SEQUENCE_COUNTER
 from agent.sync.spool import Spool
+from cloud.local.broker import Broker
+from cloud.local.shadow_service import BrokerEndpoint, ShadowService
+from cloud.local.shadow_store import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -182,17 +184,28 @@ class Rig:
     """Broker (persistent) + shadow service + observer + the daemon in a subprocess; see `open_rig`."""
 
     def __init__(self, workdir: Path, profile: str, transport: str) -> None:
-        from cloud.local.broker import Broker
-        from cloud.local.shadow_service import BrokerEndpoint, ShadowService
-        from cloud.local.shadow_store import ShadowStore
-
         self.workdir = workdir
         self.profile = profile
         self.thing = f"anc-outage-{secrets.token_hex(3)}"
-        self.broker = Broker(workdir / "broker", persistence=True)
+        self._device: subprocess.Popen[bytes] | None = None
+        self._cleanup = ExitStack()  # what is running, stopped in reverse order by close()
+        try:
+            self._start_cloud()
+        except BaseException:
+            self._cleanup.close()
+            raise
+        self.state_dir = workdir / "device-state"
+        self.config_path = workdir / "agent.yaml"
+        self.device_log_path = workdir / "device.log"
+        self._write_device_config(transport)
+
+    def _start_cloud(self) -> None:
+        self.broker = Broker(self.workdir / "broker", persistence=True)
+        self._cleanup.callback(self.broker.stop)
         self.broker.start()
         service_cert, service_key = self.broker.service_cert()
-        self.store = ShadowStore(workdir / "shadows.sqlite3")
+        self.store = ShadowStore(self.workdir / "shadows.sqlite3")
+        self._cleanup.callback(self.store.close)
         self.service = ShadowService(
             self.store,
             BrokerEndpoint(
@@ -201,17 +214,14 @@ class Rig:
             client_id=f"shadow-service-{secrets.token_hex(3)}",
             persistent_session=True,
         )
+        self._cleanup.callback(self.service.stop)
         self.service.start()
         if not self.service.wait_ready(10.0):
             raise RuntimeError(f"shadow service did not subscribe; broker log:\n{self.broker.log_text()}")
         self.observer = CloudObserver(
             self.broker.host, self.broker.port, self.broker.ca_path, service_cert, service_key, self.thing
         )
-        self.state_dir = workdir / "device-state"
-        self.config_path = workdir / "agent.yaml"
-        self.device_log_path = workdir / "device.log"
-        self._write_device_config(transport)
-        self._device: subprocess.Popen[bytes] | None = None
+        self._cleanup.callback(self.observer.close)
 
     def _write_device_config(self, transport: str) -> None:
         cert_file, key_file = self.broker.issue_client(self.thing)
@@ -313,12 +323,12 @@ class Rig:
         raise RuntimeError("desired write kept being throttled (429)")
 
     def close(self) -> None:
-        if self._device is not None:
-            self.stop_device()
-        self.observer.close()
-        self.service.stop()
-        self.store.close()
-        self.broker.stop()
+        """Stop the device (when running), then the observer, shadow service, store and broker."""
+        try:
+            if self._device is not None:
+                self.stop_device()
+        finally:
+            self._cleanup.close()
 
 
 @contextmanager
@@ -586,7 +596,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # reconnect warnings during the outage are expected
 
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     with open_rig(profile=args.profile, transport=args.transport) as rig:
         trips = run_round_trips(rig, args.round_trips) if args.round_trips > 0 else None
         outage = run_outage(rig, outage_s=args.outage_s, before_s=args.before_s, after_s=args.after_s)
