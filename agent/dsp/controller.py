@@ -39,7 +39,9 @@ from agent.dsp.hybrid import (
     DEFAULT_MU_MIX,
     MIX_LAMBDA,
     MIX_STATE_SIZE,
+    feed_back,
     hybrid_adapt,
+    output_weight,
     reset_mix,
 )
 from agent.dsp.limiter import DEFAULT_RELEASE_S, limit_amplitude, limit_sample, release_coefficient
@@ -47,6 +49,7 @@ from agent.dsp.primitives import (
     FASTMATH,
     default_max_trace,
     dot,
+    dot_strided,
     leaky_update,
     reset_inverse_correlation,
     shift_history,
@@ -96,6 +99,21 @@ NORM_FLOOR = 0.1
 # silence (P ~ lam^-n) and the first regressors after an onset, half empty, throw the weights about.
 EXCITATION_FLOOR = 1e-10
 LAG_FRACTION = 1e-3
+# The FxRLS taps sit `rls_stride` samples apart so that its grid's Nyquist frequency is about RLS_BAND_HZ
+# (stride 8 at 48 kHz, 2 at 16 kHz): 32 adjacent taps at 48 kHz span 0.7 ms, less than a period of any
+# tone ANC is for, and the best such filter is worth only a few dB once the mics' self-noise is there
+# (see docs/hybrid.md). The stride is capped so the RLS span stays inside the FxNLMS filter (coefficient
+# feedback needs it there).
+RLS_BAND_HZ = 3000.0
+# hist vector layout: [hx, hf, hy, rls stride, feedback on]
+H_X, H_F, H_Y, H_STRIDE, H_FEEDBACK = range(5)
+
+
+def rls_stride(sample_rate_hz: int, taps: int, rls_taps: int) -> int:
+    """Tap spacing of the FxRLS component, in samples (see RLS_BAND_HZ)."""
+    by_band = max(1, int(sample_rate_hz // (2.0 * RLS_BAND_HZ)))
+    fits = max(1, (taps - 1) // max(1, rls_taps - 1))
+    return min(by_band, fits)
 
 
 @dataclass(frozen=True)
@@ -220,6 +238,7 @@ def controller_block(
     w2r: np.ndarray,
     p: np.ndarray,
     pi: np.ndarray,
+    ureg: np.ndarray,
     mix: np.ndarray,
     snap_w1: np.ndarray,
     snap_w2: np.ndarray,
@@ -244,17 +263,20 @@ def controller_block(
     reference) the current crossfade started from; cmd (2,) posted load/reset flags.
     Per-channel state has a leading channel axis C: sr (C, M) reversed S^ FIRs, delays (C,) int64, histories
     xbuf (C, hx + Bmax), fxbuf (C, hf + Bmax), ybuf (C, hy + Bmax) with hist = [hx, hf, hy] (int64), ebuf
-    (C, Bmax) sanitised error block, energy (C, 3) [running ||x'_vec||^2 over L, running ||x_vec||^2 over L,
-    ||s^||^2], w1r (C, L), w2r (C, N),
+    (C, Bmax) sanitised error block, energy (C, 4) [running ||x'_vec||^2 over L, running ||x_vec||^2 over L,
+    ||s^||^2, samples the filtered reference has been excited in a row], w1r (C, L), w2r (C, N),
     p (C, N, N), pi (C, N), mix (C, 3), snapshots and staging arrays of the same shapes, gstate (C, G),
     limiter_gain (C,). Blocks longer than Bmax are processed in Bmax chunks.
     """
     n_ch = w1r.shape[0]
     l_taps = w1r.shape[1]
     max_block = ebuf.shape[1]
-    hx = hist[0]
-    hf = hist[1]
-    hy = hist[2]
+    hx = hist[H_X]
+    hf = hist[H_F]
+    hy = hist[H_Y]
+    stride = hist[H_STRIDE]
+    can_feed_back = hist[H_FEEDBACK] != 0
+    rls_span = float((w2r.shape[1] - 1) * stride + 1)
     prm = params[active[0]]
     alg = int(prm[P_ALGORITHM])
     mode = int(prm[P_MODE])
@@ -292,7 +314,7 @@ def controller_block(
         # fade from the mix being played right now (even halfway through an earlier fade) to the new one
         pos = xfade[X_POS]
         for c in range(n_ch):
-            a1, a2, ap = _weights(xfade[X_MODE], xfade[X_ALG], mix[c, MIX_LAMBDA])
+            a1, a2, ap = _weights(xfade[X_MODE], xfade[X_ALG], output_weight(mix[c, MIX_LAMBDA], True))
             if pos < fade_len:
                 g = _fade_curve(pos, fade_len)
                 a1 = g * a1 + (1.0 - g) * fade_from[c, 0]
@@ -332,6 +354,7 @@ def controller_block(
             w1 = w1r[c]
             w2 = w2r[c]
             mx = mix[c]
+            uc = ureg[c]
             rc = ref_ch[c]
             ec = err_ch[c]
             spk = spk_ch[c]
@@ -349,6 +372,7 @@ def controller_block(
             en = energy[c, 0]
             ex = energy[c, 1]
             s2 = energy[c, 2]
+            run = energy[c, 3]
             floor_gain = NORM_FLOOR * s2
             ce_pow = 0.0
             cd_pow = 0.0
@@ -366,11 +390,11 @@ def controller_block(
                     ex = 0.0
                 norm = en + floor_gain * ex
                 excited = en > EXCITATION_FLOOR * l_taps and en >= LAG_FRACTION * s2 * ex
+                run = run + 1.0 if excited else 0.0
                 y1 = dot(w1, 0, xb, hx + n - l_taps + 1, l_taps) if use1 else 0.0
                 n_taps = w2.shape[0]
-                y2 = dot(w2, 0, xb, hx + n - n_taps + 1, n_taps) if use2 else 0.0
-                mlam = mx[MIX_LAMBDA]
-                a1, a2, ap = _weights(mode, alg, mlam)
+                y2 = dot_strided(w2, xb, hx + n - (n_taps - 1) * stride, stride) if use2 else 0.0
+                a1, a2, ap = _weights(mode, alg, output_weight(mx[MIX_LAMBDA], True))
                 pos = fade_pos + n + 1
                 if pos < fade_len:
                     g = _fade_curve(pos, fade_len)
@@ -385,24 +409,30 @@ def controller_block(
                 outdata[start + n, spk] = np.float32(out)
                 dh = estimated_disturbance(ev, s_r, delay, yb, hy, n)
                 if adapting and live and excited:
-                    if alg == ALG_FXNLMS:
+                    if alg == ALG_FXNLMS or (alg == ALG_HYBRID and run < rls_span):
                         b0 = hf + n - l_taps + 1
                         e1 = dh + dot(w1, 0, fb, b0, l_taps)
                         leaky_update(w1, keep, -mu * e1 / (eps + norm), fb, b0, l_taps)
                     elif alg == ALG_FXRLS:
-                        fxrls_adapt(w2, p[c], pi[c], fb, hf, n, dh, lam, 1.0, delta, max_trace)
+                        if run >= rls_span:
+                            fxrls_adapt(
+                                w2, p[c], pi[c], uc, fb, hf, n, dh, lam, 1.0, delta, max_trace, stride
+                            )  # fmt: skip
                     else:
                         hybrid_adapt(
-                            w1, w2, p[c], pi[c], fb, hf, n, dh, norm, mx, mu, keep, eps, lam, delta,
-                            max_trace, mu_mix,
+                            w1, w2, p[c], pi[c], uc, fb, hf, n, dh, norm, mx, mu, keep, eps, lam, delta,
+                            max_trace, mu_mix, stride,
                         )  # fmt: skip
                 ce_pow += ev * ev
                 cd_pow += dh * dh
                 x_pow += xv * xv
                 y_pow += out * out
+            if alg == ALG_HYBRID and adapting and live and can_feed_back:
+                feed_back(w1, w2, output_weight(mx[MIX_LAMBDA], True), stride)
             shift_history(xb, hx, block)
             shift_history(fb, hf, block)
             shift_history(yb, hy, block)
+            energy[c, 3] = run
             energy[c, 0] = sum_squares(fb, hf - l_taps, l_taps)
             energy[c, 1] = sum_squares(xb, hx - l_taps, l_taps)
             e_pow += ce_pow
@@ -424,7 +454,7 @@ def controller_block(
         metrics[M_OUTPUT_POWER] = y_pow * scale
         metrics[M_DISTURBANCE_POWER] = d_pow * scale
     if alg == ALG_HYBRID:
-        metrics[M_MIX_WEIGHT] = mix[0, MIX_LAMBDA]
+        metrics[M_MIX_WEIGHT] = output_weight(mix[0, MIX_LAMBDA], True)
     else:
         metrics[M_MIX_WEIGHT] = 1.0 if alg == ALG_FXNLMS else 0.0
     metrics[M_BLOCKS] += 1.0
@@ -438,7 +468,13 @@ class _Buffers:
     """Every array the kernel needs for one (taps, rls_taps) shape; built on the control thread."""
 
     def __init__(
-        self, n_ch: int, taps: int, rls_taps: int, secondary: list[SecondaryPath], max_block: int
+        self,
+        n_ch: int,
+        taps: int,
+        rls_taps: int,
+        secondary: list[SecondaryPath],
+        max_block: int,
+        sample_rate_hz: int,
     ) -> None:
         m = max(s.taps for s in secondary)
         max_delay = max(s.delay_samples for s in secondary)
@@ -447,16 +483,18 @@ class _Buffers:
             # shorter FIRs are zero-padded at their end, i.e. at the front of the reversed copy
             self.sr[c, m - s.taps :] = reversed_fir(s)
         self.delays = np.array([s.delay_samples for s in secondary], dtype=np.int64)
-        longest = max(taps, rls_taps)
+        self.stride = rls_stride(sample_rate_hz, taps, rls_taps)
+        span = (rls_taps - 1) * self.stride + 1
+        longest = max(taps, span)
         hx = max(longest, max_delay + m)  # >= L: the x energy window needs x[n - L]
         hf = longest
         hy = max_delay + m - 1
-        self.hist = np.array([hx, hf, hy], dtype=np.int64)
+        self.hist = np.array([hx, hf, hy, self.stride, int(span <= taps)], dtype=np.int64)
         self.xbuf = np.zeros((n_ch, hx + max_block))
         self.fxbuf = np.zeros((n_ch, hf + max_block))
         self.ybuf = np.zeros((n_ch, hy + max_block))
         self.ebuf = np.zeros((n_ch, max_block))
-        self.energy = np.zeros((n_ch, 3))
+        self.energy = np.zeros((n_ch, 4))
         self.energy[:, 2] = np.sum(self.sr**2, axis=1)
         self.w1r = np.zeros((n_ch, taps))
         self.w2r = np.zeros((n_ch, rls_taps))
@@ -464,6 +502,7 @@ class _Buffers:
         for c in range(n_ch):
             reset_inverse_correlation(self.p[c], DELTA)
         self.pi = np.zeros((n_ch, rls_taps))
+        self.ureg = np.zeros((n_ch, rls_taps))
         self.mix = np.zeros((n_ch, MIX_STATE_SIZE))
         reset_mix(self.mix)
         self.snap_w1 = np.zeros_like(self.w1r)
@@ -480,8 +519,8 @@ class _Buffers:
         """The kernel's arguments from `sr` to `limiter_gain`, in order (gparams inserted by the caller)."""
         return (
             self.sr, self.delays, self.xbuf, self.fxbuf, self.ybuf, self.ebuf, self.hist, self.energy,
-            self.w1r, self.w2r, self.p, self.pi, self.mix, self.snap_w1, self.snap_w2, self.snap_mix,
-            self.stage_w1, self.stage_w2, self.stage_p, self.stage_mix, self.gstate,
+            self.w1r, self.w2r, self.p, self.pi, self.ureg, self.mix, self.snap_w1, self.snap_w2,
+            self.snap_mix, self.stage_w1, self.stage_w2, self.stage_p, self.stage_mix, self.gstate,
         )  # fmt: skip
 
 
@@ -529,7 +568,12 @@ class Controller:
         self._xfade[X_POS] = 0
         self._fade_from = np.zeros((self._n_ch, 3))  # fade in from silence at start-up
         self._buffers = _Buffers(
-            self._n_ch, self.settings.taps, self.settings.rls_taps, self.secondary, self._max_block
+            self._n_ch,
+            self.settings.taps,
+            self.settings.rls_taps,
+            self.secondary,
+            self._max_block,
+            fmt.sample_rate_hz,
         )
         self._args = self._kernel_args(self._buffers)
 
@@ -580,12 +624,14 @@ class Controller:
         s = settings.validated(self.profile)
         old = self._buffers
         if s.taps != old.w1r.shape[1] or s.rls_taps != old.w2r.shape[1]:
-            new = _Buffers(self._n_ch, s.taps, s.rls_taps, self.secondary, self._max_block)
+            fs = self.profile.audio.sample_rate_hz
+            new = _Buffers(self._n_ch, s.taps, s.rls_taps, self.secondary, self._max_block, fs)
             lt = min(s.taps, old.w1r.shape[1])
             nt = min(s.rls_taps, old.w2r.shape[1])
             # reversed storage: the newest-sample coefficients sit at the end of each row
             new.w1r[:, s.taps - lt :] = old.w1r[:, old.w1r.shape[1] - lt :]
-            new.w2r[:, s.rls_taps - nt :] = old.w2r[:, old.w2r.shape[1] - nt :]
+            if new.stride == old.stride:  # on another tap grid the FxRLS coefficients mean nothing
+                new.w2r[:, s.rls_taps - nt :] = old.w2r[:, old.w2r.shape[1] - nt :]
             new.mix[:] = old.mix
             new.snap_w1[:] = new.w1r
             new.snap_w2[:] = new.w2r

@@ -44,6 +44,8 @@ from agent.dsp.primitives import (
     check_range,
     default_max_trace,
     dot,
+    dot_strided,
+    gather_strided,
     grown_history,
     leaky_update,
     reset_inverse_correlation,
@@ -60,27 +62,35 @@ MIX_A_LIMIT = 4.0
 MIX_BETA = 0.9
 MIX_EPS = 1e-12
 DEFAULT_MU_MIX = 1.0
+# Output weight snapping: sigmoid(a) never leaves [0.018, 0.982], so the worse component would always
+# leak in at about -35 dB. The weight actually played is sigmoid(a) mapped linearly from
+# [sigmoid(-MIX_A_SNAP), sigmoid(MIX_A_SNAP)] onto [0, 1] and clipped: exactly 1 (or 0) once |a| passes
+# MIX_A_SNAP, continuous everywhere (no click), while a itself still adapts on sigmoid(a).
+MIX_A_SNAP = 3.5
+_SNAP_LO = 1.0 / (1.0 + np.exp(MIX_A_SNAP))
+_SNAP_SPAN = 1.0 - 2.0 * _SNAP_LO
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def hybrid_adapt(
-    w1r: np.ndarray, w2r: np.ndarray, p: np.ndarray, pi: np.ndarray, fxbuf: np.ndarray, hf: int, n: int,
-    dh: float, energy: float, mix: np.ndarray, mu: float, keep: float, eps: float, lam: float,
-    delta: float, max_trace: float, mu_mix: float,
+    w1r: np.ndarray, w2r: np.ndarray, p: np.ndarray, pi: np.ndarray, u: np.ndarray, fxbuf: np.ndarray,
+    hf: int, n: int, dh: float, energy: float, mix: np.ndarray, mu: float, keep: float, eps: float,
+    lam: float, delta: float, max_trace: float, mu_mix: float, stride: int,
 ) -> float:  # fmt: skip
     """One hybrid step (see the module docstring) on d^[n] = dh; returns the combined virtual error.
 
-    w1r (L,) / w2r (N,) reversed FxNLMS / FxRLS coefficients; p (N, N), pi (N,) RLS state; energy: running
-    ||x'_vec||^2 over L samples; mix (3,) [a, lam, p] mixing state, updated here. The leakage (`keep`)
+    w1r (L,) / w2r (N,) reversed FxNLMS / FxRLS coefficients (the RLS taps `stride` samples apart);
+    p (N, N), pi (N,) RLS state, u (N,) scratch; energy: running ||x'_vec||^2 over L samples; mix (3,)
+    [a, lam, p] mixing state, updated here (lam = sigmoid(a), the unsnapped weight). The leakage (`keep`)
     applies to the FxNLMS coefficients only: the RLS is regularised by its forgetting factor and trace cap,
     and a per-sample leak would fight its gain in weakly excited directions (it costs 20+ dB on a tone).
     """
     l_taps = w1r.shape[0]
     n_taps = w2r.shape[0]
     b1 = hf + n - l_taps + 1
-    b2 = hf + n - n_taps + 1
+    gather_strided(u, fxbuf, hf + n - (n_taps - 1) * stride, stride)
     v1 = dot(w1r, 0, fxbuf, b1, l_taps)
-    v2 = dot(w2r, 0, fxbuf, b2, n_taps)
+    v2 = dot(w2r, 0, u, 0, n_taps)
     e1 = dh + v1
     e2 = dh + v2
     mlam = mix[MIX_LAMBDA]
@@ -98,21 +108,55 @@ def hybrid_adapt(
     mix[MIX_LAMBDA] = 1.0 / (1.0 + np.exp(-a))
     mix[MIX_POWER] = pw
     leaky_update(w1r, keep, -mu * e1 / (eps + energy), fxbuf, b1, l_taps)
-    rls_update(w2r, p, pi, fxbuf, b2, -e2, lam, 1.0, delta, max_trace)
+    rls_update(w2r, p, pi, u, -e2, lam, 1.0, delta, max_trace)
     return ec
+
+
+@njit(cache=True, inline="always")
+def output_weight(mix_lambda: float, snap: bool) -> float:
+    """The FxNLMS share actually played: sigmoid(a) itself, or (snap) its snapped form (see MIX_A_SNAP)."""
+    if not snap:
+        return mix_lambda
+    g = (mix_lambda - _SNAP_LO) / _SNAP_SPAN
+    if g > 1.0:
+        return 1.0
+    if g < 0.0:
+        return 0.0
+    return g
+
+
+@njit(cache=True, inline="always")
+def feed_back(w1r: np.ndarray, w2r: np.ndarray, weight: float, stride: int) -> None:
+    """w1 <- weight * w1 + (1 - weight) * w2 embedded on w1's tap grid: the played combination, in w1.
+
+    Coefficient feedback (after Arenas-Garcia et al.): called once per block, it hands the long FxNLMS
+    filter what the fast FxRLS has learnt, so the FxNLMS goes on from there instead of from its own slow
+    start. A no-op at weight 1 (the FxRLS never leaks into a better FxNLMS). w1r (L,), w2r (N,) reversed,
+    (N - 1) * stride < L.
+    """
+    if weight >= 1.0:
+        return
+    l_taps = w1r.shape[0]
+    n_taps = w2r.shape[0]
+    for i in range(l_taps):
+        w1r[i] *= weight
+    rest = 1.0 - weight
+    for k in range(n_taps):
+        w1r[l_taps - 1 - k * stride] += rest * w2r[n_taps - 1 - k]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def hybrid_output(
-    w1r: np.ndarray, w2r: np.ndarray, xbuf: np.ndarray, hx: int, n: int, mix: np.ndarray
-) -> float:
-    """y[n] = lam * (w1 . x_vec) + (1 - lam) * (w2 . x_vec), x[n] at xbuf[hx + n]."""
+    w1r: np.ndarray, w2r: np.ndarray, xbuf: np.ndarray, hx: int, n: int, mix: np.ndarray, stride: int,
+    snap: bool,
+) -> float:  # fmt: skip
+    """y[n] = g (w1 . x_vec) + (1 - g) (w2 . x_vec), g = output_weight(lam, snap), x[n] at xbuf[hx + n]."""
     l_taps = w1r.shape[0]
     n_taps = w2r.shape[0]
     y1 = dot(w1r, 0, xbuf, hx + n - l_taps + 1, l_taps)
-    y2 = dot(w2r, 0, xbuf, hx + n - n_taps + 1, n_taps)
-    mlam = mix[MIX_LAMBDA]
-    return mlam * y1 + (1.0 - mlam) * y2
+    y2 = dot_strided(w2r, xbuf, hx + n - (n_taps - 1) * stride, stride)
+    g = output_weight(mix[MIX_LAMBDA], snap)
+    return g * y1 + (1.0 - g) * y2
 
 
 def reset_mix(mix: np.ndarray) -> None:
@@ -128,6 +172,7 @@ def hybrid_block(
     w2r: np.ndarray,
     p: np.ndarray,
     pi: np.ndarray,
+    u: np.ndarray,
     mix: np.ndarray,
     energy: np.ndarray,
     sr: np.ndarray,
@@ -148,11 +193,15 @@ def hybrid_block(
     delta: float,
     max_trace: float,
     mu_mix: float,
+    stride: int,
+    snap: bool,
+    feedback: bool,
 ) -> None:
     """One block of the hybrid controller: x (B,) reference, e (B,) measured error, y (B,) output written.
 
     State as in `hybrid_adapt`; energy (1,) running ||x'_vec||^2 over L samples; histories xbuf (hx past),
-    fxbuf (hf >= L past), ybuf (hy past outputs), each with room for one block; all float64.
+    fxbuf (hf >= max(L, (N-1) stride + 1) past), ybuf (hy past outputs), each with room for one block; all
+    float64. snap: play the snapped weight (`output_weight`); feedback: `feed_back` after the block.
     """
     l_taps = w1r.shape[0]
     block = x.shape[0]
@@ -161,11 +210,16 @@ def hybrid_block(
     for n in range(block):
         xbuf[hx + n] = x[n]
         en = push_filtered(fxbuf, hf, n, filtered_reference(sr, delay, xbuf, hx, n), l_taps, en)
-        yn = hybrid_output(w1r, w2r, xbuf, hx, n, mix)
+        yn = hybrid_output(w1r, w2r, xbuf, hx, n, mix, stride, snap)
         y[n] = yn
         ybuf[hy + n] = yn
         dh = estimated_disturbance(e[n], sr, delay, ybuf, hy, n)
-        hybrid_adapt(w1r, w2r, p, pi, fxbuf, hf, n, dh, en, mix, mu, keep, eps, lam, delta, max_trace, mu_mix)
+        hybrid_adapt(
+            w1r, w2r, p, pi, u, fxbuf, hf, n, dh, en, mix, mu, keep, eps, lam, delta, max_trace, mu_mix,
+            stride,
+        )  # fmt: skip
+    if feedback:
+        feed_back(w1r, w2r, output_weight(mix[MIX_LAMBDA], snap), stride)
     shift_history(xbuf, hx, block)
     shift_history(fxbuf, hf, block)
     shift_history(ybuf, hy, block)
@@ -188,9 +242,21 @@ class Hybrid:
         mu_mix: float = DEFAULT_MU_MIX,
         max_trace: float | None = None,
         max_block: int = 1024,
+        stride: int = 1,
+        snap: bool = False,
+        feedback: bool = False,
     ) -> None:
         self.fx_taps = check_positive_int("fx_taps", fx_taps)
         self.rls_taps = check_positive_int("rls_taps", rls_taps)
+        self.stride = check_positive_int("stride", stride)
+        span = (self.rls_taps - 1) * self.stride + 1
+        if feedback and span > self.fx_taps:
+            raise ValueError(
+                f"feedback: the FxRLS spans {span} samples ((rls_taps - 1) * stride + 1), more than "
+                f"fx_taps {self.fx_taps}; feedback needs it inside the FxNLMS filter"
+            )
+        self.snap = bool(snap)
+        self.feedback = bool(feedback)
         self.mu = check_range("mu", mu, 0.0, 2.0)
         self.lam = check_range("lam", lam, 0.5, 1.0)
         self.leakage = check_range("leakage", leakage, 0.0, 1.0)
@@ -203,7 +269,7 @@ class Hybrid:
         self.secondary = secondary
         self._sr = reversed_fir(secondary)
         self._delay = secondary.delay_samples
-        longest = max(self.fx_taps, self.rls_taps)
+        longest = max(self.fx_taps, span)
         self._hx = max(longest, self._delay + secondary.taps) - 1
         self._hf = longest
         self._hy = self._delay + secondary.taps - 1
@@ -213,6 +279,7 @@ class Hybrid:
         self.p = np.zeros((self.rls_taps, self.rls_taps))
         reset_inverse_correlation(self.p, self.delta)
         self._pi = np.zeros(self.rls_taps)
+        self._u = np.zeros(self.rls_taps)
         self.mix = np.zeros(MIX_STATE_SIZE)
         """(3,) float64 mixing state [a, lam, p]; lam is the weight of the FxNLMS component."""
         reset_mix(self.mix)
@@ -233,8 +300,8 @@ class Hybrid:
 
     @property
     def mix_weight(self) -> float:
-        """lam, the FxNLMS share of the output (1 - lam goes to the FxRLS)."""
-        return float(self.mix[MIX_LAMBDA])
+        """The FxNLMS share of the output (the rest goes to the FxRLS): lam, snapped if `snap`."""
+        return float(output_weight(self.mix[MIX_LAMBDA], self.snap))
 
     def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
         """x (B,) reference block, e (B,) measured error block, y (B,) anti-noise output; float64."""
@@ -244,9 +311,10 @@ class Hybrid:
             self._fxbuf = grown_history(self._fxbuf, self._hf, block)
             self._ybuf = grown_history(self._ybuf, self._hy, block)
         hybrid_block(
-            self._w1r, self._w2r, self.p, self._pi, self.mix, self._energy, self._sr, self._delay,
+            self._w1r, self._w2r, self.p, self._pi, self._u, self.mix, self._energy, self._sr, self._delay,
             self._xbuf, self._hx, self._fxbuf, self._hf, self._ybuf, self._hy, x, e, y,
             self.mu, self.lam, self.leakage, self.eps, self.delta, self.max_trace, self.mu_mix,
+            self.stride, self.snap, self.feedback,
         )  # fmt: skip
 
     def reset(self) -> None:

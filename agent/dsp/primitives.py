@@ -38,6 +38,23 @@ def dot(a: np.ndarray, a0: int, b: np.ndarray, b0: int, n: int) -> float:
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
+def dot_strided(a: np.ndarray, b: np.ndarray, b0: int, stride: int) -> float:
+    """sum_i a[i] * b[b0 + i * stride] for i in [0, len(a)): a filter on a tap grid `stride` samples apart."""
+    n = a.shape[0]
+    acc = 0.0
+    for i in range(n):
+        acc += a[i] * b[b0 + i * stride]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def gather_strided(dst: np.ndarray, b: np.ndarray, b0: int, stride: int) -> None:
+    """dst[i] = b[b0 + i * stride] for i in [0, len(dst)): a strided regressor made contiguous."""
+    for i in range(dst.shape[0]):
+        dst[i] = b[b0 + i * stride]
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def sum_squares(a: np.ndarray, a0: int, n: int) -> float:
     """sum_i a[a0 + i]**2 for i in [0, n)."""
     av = a[a0 : a0 + n]
@@ -83,15 +100,14 @@ def rls_update(
     wr: np.ndarray,
     p: np.ndarray,
     pi: np.ndarray,
-    buf: np.ndarray,
-    b0: int,
+    u: np.ndarray,
     err: float,
     lam: float,
     keep: float,
     delta: float,
     max_trace: float,
 ) -> None:
-    """One exponentially weighted RLS step on regressor u = buf[b0 : b0 + N] (in `wr`'s reversed order).
+    """One exponentially weighted RLS step on the regressor u (N,) (in `wr`'s reversed order, contiguous).
 
     With the a priori error `err` (desired minus wr . u):
         pi = P u;  k = pi / (lam + u . pi);  wr = keep * wr + k * err;
@@ -104,7 +120,6 @@ def rls_update(
     wr (N,), p (N, N), pi (N,) scratch, all float64.
     """
     n = wr.shape[0]
-    u = buf[b0 : b0 + n]
     for i in range(n):
         row = p[i]
         acc = 0.0

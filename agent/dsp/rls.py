@@ -55,7 +55,7 @@ def rls_block(
         err = d[n] - yn
         y[n] = yn
         e[n] = err
-        rls_update(wr, p, pi, xbuf, n, err, lam, keep, delta, max_trace)
+        rls_update(wr, p, pi, xbuf[n : n + taps], err, lam, keep, delta, max_trace)
     shift_history(xbuf, hist, block)
 
 

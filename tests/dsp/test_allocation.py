@@ -92,7 +92,7 @@ def single_channel_cases(path: SecondaryPath) -> dict[str, tuple[Callable[[], No
         "rls": (lambda: rls.process(x, d, y, e), 8),
         "fxnlms": (lambda: fxnlms.process(x, d, y), 8),
         "fxrls": (lambda: fxrls.process(x, d, y), 10),
-        "hybrid": (lambda: hybrid.process(x, d, y), 13),
+        "hybrid": (lambda: hybrid.process(x, d, y), 14),
     }
 
 
