@@ -214,7 +214,7 @@ class DeviceObserver:
             return
         self._connected.set()
         sock = client.socket()
-        if sock is not None:  # small messages: send each at once (no Nagle wait), as the shadow service does
+        if isinstance(sock, socket.socket):  # small messages: send each at once, no Nagle wait (TLS too)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _result, self._subscribe_mid = client.subscribe([(topic, 1) for topic in self._topics])
 
@@ -231,7 +231,7 @@ class DeviceObserver:
         handler = self._topics.get(message.topic)
         if handler is None:
             return
-        doc = _json_object(message.payload)
+        doc = _json_object(bytes(message.payload))
         with self._cond:
             if doc is None:
                 self.malformed += 1

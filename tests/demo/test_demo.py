@@ -108,11 +108,11 @@ def telemetry_message(thing: str, payload: bytes) -> mqtt.MQTTMessage:
 
 def test_observer_counts_seq_gaps_and_drops_duplicates_and_malformed_payloads() -> None:
     observer = DeviceObserver(BrokerEndpoint("127.0.0.1", 1), "anc-x")
-    for seq in (1, 2, 2, 5, 6, 9):
-        observer._on_message(None, None, telemetry_message("anc-x", json.dumps({"seq": seq}).encode()))
-    for bad in (b'{"seq": "7"}', b"not json", b"[1, 2]"):
-        observer._on_message(None, None, telemetry_message("anc-x", bad))
-    observer._on_message(None, None, telemetry_message("anc-other", b'{"seq": 3}'))
+    payloads = [json.dumps({"seq": seq}).encode() for seq in (1, 2, 2, 5, 6, 9)]
+    payloads += [b'{"seq": "7"}', b"not json", b"[1, 2]"]  # malformed: counted, dropped
+    for payload in payloads:
+        observer._on_message(observer._client, None, telemetry_message("anc-x", payload))
+    observer._on_message(observer._client, None, telemetry_message("anc-other", b'{"seq": 3}'))
     assert observer.seq_gaps() == [(3, 4), (7, 8)]
     assert observer.duplicates == 1
     assert observer.malformed == 3
