@@ -8,7 +8,8 @@ behind, it flags an output underflow on the next block (what a real sound card w
 re-anchors the clock instead of bursting further. Unpaced, it runs as fast as the
 CPU allows. With `prime_input` the source fills the first mic block before the first callback (a file);
 otherwise the first block is silence (a plant that has heard nothing yet). It can be told to stall
-(deliver no blocks while the stream stays open) so the service watchdog can be tested.
+(deliver no blocks while the stream stays open) so the service watchdog can be tested. `PumpedBackend`
+is the backend side every pump-driven backend shares (start, stop, stall, latency).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.audio.base import AudioCallback, StreamStatus
+from agent.audio.base import AudioCallback, StreamLatency, StreamStatus
 from agent.timing import AudioFormat
+
+if TYPE_CHECKING:
+    from agent.profiles import Profile
 
 # source(outdata (B, n_out) float32, indata (B, n_in) float32) -> bool: consume the speaker block,
 # write the next mic block; False ends the stream (end of a file).
@@ -119,3 +124,39 @@ class BlockPump:
                     break
         finally:
             self.finished.set()
+
+
+class PumpedBackend:
+    """The AudioBackend methods of every backend clocked by a `BlockPump`: start, stop, stall, latency.
+
+    A subclass sets `self.profile` and `self._pump` in its constructor; the loop it reports is one block
+    of input and one of output buffering, like the contract in `agent.audio.base` says.
+    """
+
+    name: str
+    profile: Profile
+    _pump: BlockPump
+
+    @property
+    def pump(self) -> BlockPump:
+        return self._pump
+
+    def start(self, callback: AudioCallback) -> None:
+        self._pump.start(callback)
+
+    def stop(self) -> None:
+        self._pump.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._pump.running
+
+    @property
+    def latency(self) -> StreamLatency:
+        """One block period of input and one of output latency, in seconds."""
+        period_s = self.profile.audio.block_period_s
+        return StreamLatency(input_s=period_s, output_s=period_s)
+
+    def stall(self, stalled: bool) -> bool:
+        self._pump.stall(stalled)
+        return True

@@ -12,8 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.audio.base import AudioCallback, StreamLatency
-from agent.audio.pump import BlockPump
+from agent.audio.pump import BlockPump, PumpedBackend
 from agent.profiles import Profile
 
 
@@ -32,7 +31,7 @@ def build_plant(profile: Profile, noise: str | None = None) -> Plant:
     return AcousticPlant(profile, noise=make_noise(noise, profile))
 
 
-class SimulatedBackend:
+class SimulatedBackend(PumpedBackend):
     """AudioBackend over an acoustic plant (see module docstring)."""
 
     name = "simulated"
@@ -49,27 +48,3 @@ class SimulatedBackend:
         self._pump = BlockPump(
             profile.audio, ch.input_channels, ch.output_channels, source, paced=paced, name="audio-sim"
         )
-
-    @property
-    def pump(self) -> BlockPump:
-        return self._pump
-
-    def start(self, callback: AudioCallback) -> None:
-        self._pump.start(callback)
-
-    def stop(self) -> None:
-        self._pump.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._pump.running
-
-    @property
-    def latency(self) -> StreamLatency:
-        """The simulated loop: one block of input and one of output buffering, like the contract says."""
-        period_s = self.profile.audio.block_period_s
-        return StreamLatency(input_s=period_s, output_s=period_s)
-
-    def stall(self, stalled: bool) -> bool:
-        self._pump.stall(stalled)
-        return True

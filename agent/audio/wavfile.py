@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.audio.base import AudioBackendError, AudioCallback, StreamLatency
-from agent.audio.pump import BlockPump
+from agent.audio.base import AudioBackendError
+from agent.audio.pump import BlockPump, PumpedBackend
 from agent.profiles import Profile
 from agent.sim.wavio import AudioFileError, read_wav
 
 
-class WavBackend:
+class WavBackend(PumpedBackend):
     """AudioBackend replaying a WAV file as mic input (see module docstring)."""
 
     name = "wav"
@@ -73,26 +73,3 @@ class WavBackend:
             prime_input=True,
             name="audio-wav",
         )
-
-    @property
-    def pump(self) -> BlockPump:
-        return self._pump
-
-    def start(self, callback: AudioCallback) -> None:
-        self._pump.start(callback)
-
-    def stop(self) -> None:
-        self._pump.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._pump.running
-
-    @property
-    def latency(self) -> StreamLatency:
-        period_s = self.profile.audio.block_period_s
-        return StreamLatency(input_s=period_s, output_s=period_s)
-
-    def stall(self, stalled: bool) -> bool:
-        self._pump.stall(stalled)
-        return True
