@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -154,7 +153,9 @@ def write_device_bundle(
 @contextlib.contextmanager
 def running_shadow_service(broker: Broker, db_path: Path) -> Iterator[ShadowService]:
     store = ShadowStore(db_path)
-    service = ShadowService(store, broker.service_endpoint(), client_id="anc-demo-shadow-service")
+    service = ShadowService(
+        store, broker.service_endpoint(), client_id="anc-demo-shadow-service", persistent_session=False
+    )
     service.start()
     try:
         if not service.wait_ready(READY_TIMEOUT_S):
@@ -520,12 +521,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         report = run_demo(args.workdir, args.profile, args.seconds, args.transport)
     except (DemoError, ProvisionError, RuntimeError, OSError) as exc:  # a step that could not run at all
         print(f"anc-cloud local demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the agent, the services and the broker were stopped on the way out
+        print("anc-cloud local demo: interrupted", file=sys.stderr)
+        return 130
     if report.problems:
         print("anc-cloud local demo: failed checks:", file=sys.stderr)
         for problem in report.problems:
