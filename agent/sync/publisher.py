@@ -23,7 +23,8 @@ from typing import Any
 
 from agent.sync.config import CloudConfig
 from agent.sync.loop import SyncLoop
-from agent.sync.shadow_rules import compact_json, jsonable
+from agent.sync.shadow_limits import compact_json
+from agent.sync.shadow_rules import jsonable
 from agent.sync.spool import Spool
 from agent.sync.transport import PublishOutcome, Transport
 

@@ -45,15 +45,17 @@ from agent.ports import ControlPort
 from agent.sync import coefficients as coeffs
 from agent.sync.loop import SyncLoop, Timer
 from agent.sync.ratelimit import TokenBucket
-from agent.sync.shadow_rules import (
-    CONFIG_KEYS,
+from agent.sync.shadow_limits import (
     MAX_CLIENT_TOKEN_BYTES,
     MAX_STATE_BYTES,
-    REQUESTS_PER_S,
+    REQUESTS_PER_S_PER_THING,
+    compact_json,
+)
+from agent.sync.shadow_rules import (
+    CONFIG_KEYS,
     Rejection,
     ShadowLimitError,
     check_state,
-    compact_json,
     document_version,
     field_of_error,
     jsonable,
@@ -124,7 +126,7 @@ class ShadowClient:
         self._request_timeout_s = request_timeout_s
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
-        self._bucket = TokenBucket(REQUESTS_PER_S, REQUESTS_PER_S, loop.now_s)
+        self._bucket = TokenBucket(REQUESTS_PER_S_PER_THING, REQUESTS_PER_S_PER_THING, loop.now_s)
         self._token_prefix = f"{thing_name[:24]}-{secrets.token_hex(4)}"
         self._token_counter = 0
         self.versions: dict[str, int] = {s: -1 for s in SHADOWS}

@@ -4,8 +4,9 @@ From the AWS IoT Core Developer Guide ("Device Shadow MQTT topics", "Device Shad
 AWS IoT Core quotas): named shadow topics `$aws/things/<thing>/shadow/name/<shadow>/<op>[/<result>]`;
 `clientToken` at most 64 bytes; the `desired` plus `reported` sections of a named shadow at most 8 KB of
 compact UTF-8 JSON (413 otherwise); at most 6 levels of nesting in a section (400 otherwise); a null value
-deletes its key. Inbound documents are parsed here once, at the edge: a malformed message becomes None
-or a `Rejection`, never an exception in the client.
+deletes its key. The limits themselves, shared with the local shadow service, are in `shadow_limits`.
+Inbound documents are parsed here once, at the edge: a malformed message becomes None or a `Rejection`,
+never an exception in the client.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-MAX_STATE_BYTES = 8 * 1024
-MAX_DEPTH = 6
-MAX_CLIENT_TOKEN_BYTES = 64
-MAX_INBOUND_BYTES = 128 * 1024  # AWS IoT Core's MQTT payload limit
-REQUESTS_PER_S = 20.0
+from agent.sync.shadow_limits import (
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    MAX_STATE_BYTES,
+    compact_json,
+    nesting_depth,
+)
+
 MAX_SAFE_INTEGER = 2**53  # JSON numbers beyond this lose precision on most consumers
 
 CONFIG_KEYS = (
@@ -65,20 +69,6 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def compact_json(value: Any) -> bytes:
-    """UTF-8 compact JSON, as the shadow service measures it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def nesting_depth(value: Any) -> int:
-    """Levels of objects/arrays: a scalar is 0, `{"a": 1}` is 1, `{"a": {"b": 1}}` is 2."""
-    if isinstance(value, dict):
-        return 1 + max((nesting_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((nesting_depth(v) for v in value), default=0)
-    return 0
-
-
 def check_state(state: dict[str, Any], max_bytes: int = MAX_STATE_BYTES) -> int:
     """Raise ShadowLimitError if `state` ({"desired": ..., "reported": ...}) breaks a shadow limit;
     returns its compact size in bytes."""
@@ -93,7 +83,7 @@ def check_state(state: dict[str, Any], max_bytes: int = MAX_STATE_BYTES) -> int:
 
 def parse_inbound(payload: bytes) -> dict[str, Any] | None:
     """A shadow service message as a dict, or None when it is too large, not JSON or not an object."""
-    if len(payload) > MAX_INBOUND_BYTES:
+    if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:
         doc = json.loads(payload)

@@ -26,7 +26,8 @@ The rules follow the AWS IoT Core Developer Guide:
   sections is measured compactly, without insignificant whitespace, in UTF-8 bytes; at most 6
   levels of nesting in desired/reported (the level of the section's own object counts as 1; the
   error message says 6, the current quotas page says 8: `max_depth` sets it);
-  shadow requests per thing are limited (20 per second here: a token bucket per thing).
+  shadow requests per thing are limited (20 per second here: a token bucket per thing). The numbers
+  and the size and depth measures are `agent.sync.shadow_limits`, the same the device checks against.
 
 Choices where the documentation is silent, made as AWS behaves in practice:
 - /update/delta is sent only when the request touched `desired` and a delta remains.
@@ -49,18 +50,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.sync.shadow_limits import (
+    MAX_CLIENT_TOKEN_BYTES,
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    MAX_STATE_BYTES,
+    REQUESTS_PER_S_PER_THING,
+    compact_size_bytes,
+    nesting_depth,
+)
+
 log = logging.getLogger(__name__)
 
 Operation = Literal["get", "update", "delete"]
 OPERATIONS: tuple[Operation, ...] = ("get", "update", "delete")
 
-MAX_STATE_BYTES = 8 * 1024
-MAX_DEPTH = 6
-MAX_CLIENT_TOKEN_BYTES = 64
-MAX_REQUEST_BYTES = 128 * 1024  # the MQTT payload limit of AWS IoT Core
 MAX_THING_NAME_BYTES = 128
 MAX_SHADOW_NAME_BYTES = 64
-REQUESTS_PER_S_PER_THING = 20.0
 DELETED_VERSION_KEPT_S = 48 * 3600
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-")
@@ -245,26 +251,12 @@ def merge_patch(
             metadata[key] = mirror_metadata(value, timestamp_s)
 
 
-def nesting_depth(value: Any) -> int:
-    """Levels of objects/arrays: a scalar is 0, `{"a": 1}` is 1, `{"a": {"b": 1}}` is 2."""
-    if isinstance(value, dict):
-        return 1 + max((nesting_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((nesting_depth(v) for v in value), default=0)
-    return 0
-
-
 def _array_holds_null(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_array_holds_null(v) for v in value.values())
     if isinstance(value, list):
         return any(v is None or _array_holds_null(v) for v in value)
     return False
-
-
-def compact_size_bytes(value: Any) -> int:
-    """UTF-8 bytes of `value` as compact JSON (no insignificant whitespace)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 # ---------------------------------------------------------------- parsing at the edge
@@ -317,7 +309,7 @@ def parse_optional_body(payload: bytes) -> str | None:
 
 def parse_update(payload: bytes, max_depth: int = MAX_DEPTH) -> UpdateRequest:
     """Validate an /update body into an `UpdateRequest`; ShadowError with the AWS message if not."""
-    if len(payload) > MAX_REQUEST_BYTES:
+    if len(payload) > MAX_PAYLOAD_BYTES:
         raise ShadowError(413, "The payload exceeds the maximum size allowed", peek_client_token(payload))
     doc = _decode_json(payload)
     if not isinstance(doc, dict):
