@@ -26,10 +26,10 @@ import ipaddress
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -43,6 +43,7 @@ KEY_ALGORITHMS: tuple[str, ...] = get_args(KeyAlgorithm)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+_Loaded = TypeVar("_Loaded", x509.Certificate, x509.CertificateSigningRequest)
 
 CA_VALIDITY_DAYS = 7305
 DEVICE_VALIDITY_DAYS = 3650
@@ -92,6 +93,44 @@ def _serial() -> int:
     return secrets.randbits(159) | 1
 
 
+def _certificate_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    now: dt.datetime,
+    not_after: dt.datetime,
+    *,
+    is_ca: bool,
+) -> x509.CertificateBuilder:
+    """A builder with subject, issuer, key, a fresh serial, validity from `now` (backdated) to `not_after`
+    (both UTC), and the basic constraints of an end entity or (`is_ca`) of a CA without sub-CAs."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(_serial())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=0 if is_ca else None), critical=True)
+    )
+
+
+def _key_usage(*, signs_certificates: bool, key_encipherment: bool = False) -> x509.KeyUsage:
+    """digitalSignature always; keyCertSign and cRLSign for a CA; keyEncipherment for RSA key exchange."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def create_ca(
     common_name: str = "ANC Edge Fleet CA",
     *,
@@ -105,28 +144,10 @@ def create_ca(
     now = _now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + dt.timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+        _certificate_builder(
+            name, name, key.public_key(), now, now + dt.timedelta(days=validity_days), is_ca=True
         )
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
@@ -151,14 +172,28 @@ def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.PEM)
 
 
-def load_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """Parse a PEM (or DER) CSR; PkiError when it is neither."""
+def _load_pem_or_der(
+    data: bytes,
+    load_pem: Callable[[bytes], _Loaded],
+    load_der: Callable[[bytes], _Loaded],
+    field: str,
+    kind: str,
+) -> _Loaded:
+    """`load_pem(data)` when `data` is PEM, else `load_der(data)`; PkiError naming `field` and `kind` when
+    it is neither."""
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_csr(data)
-        return x509.load_der_x509_csr(data)
+            return load_pem(data)
+        return load_der(data)
     except ValueError as exc:
-        raise PkiError(f"csr: not a PEM or DER certificate signing request ({exc})") from exc
+        raise PkiError(f"{field}: not a PEM or DER {kind} ({exc})") from exc
+
+
+def load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Parse a PEM (or DER) CSR; PkiError when it is neither."""
+    return _load_pem_or_der(
+        data, x509.load_pem_x509_csr, x509.load_der_x509_csr, "csr", "certificate signing request"
+    )
 
 
 def _public_bytes(key: CertificatePublicKeyTypes) -> bytes:
@@ -192,7 +227,7 @@ def verify_csr(csr: x509.CertificateSigningRequest, expected_public_key: PublicK
             raise PkiError(f"csr: RSA key of {key.key_size} bits is below the 2048-bit minimum")
     else:
         raise PkiError(f"csr: key type {type(key).__name__} is not one of EC, RSA")
-    if expected_public_key is not None and _public_bytes(key) != _public_bytes(expected_public_key):
+    if expected_public_key is not None and not same_public_key(key, expected_public_key):
         raise PkiError("csr: its public key does not match the expected key")
 
 
@@ -210,27 +245,10 @@ def _client_or_server_certificate(
     ca_cert = ca.certificate
     not_after = min(now + dt.timedelta(days=validity_days), ca_cert.not_valid_after_utc)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(_serial())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        _certificate_builder(_name(common_name), ca_cert.subject, public_key, now, not_after, is_ca=False)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                # RSA key exchange needs keyEncipherment; EC (ECDHE) does not.
-                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            # RSA key exchange needs keyEncipherment; EC (ECDHE) does not.
+            _key_usage(signs_certificates=False, key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
@@ -351,12 +369,13 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
 
 def load_certificate(data: bytes) -> x509.Certificate:
     """Parse one PEM (or DER) certificate; PkiError when it is neither."""
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise PkiError(f"certificate: not a PEM or DER X.509 certificate ({exc})") from exc
+    return _load_pem_or_der(
+        data,
+        x509.load_pem_x509_certificate,
+        x509.load_der_x509_certificate,
+        "certificate",
+        "X.509 certificate",
+    )
 
 
 def private_key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
@@ -487,7 +506,7 @@ def load_ca(
     does not belong to the certificate."""
     cert = load_certificate(Path(cert_path).read_bytes())
     key = load_private_key(Path(key_path).read_bytes(), passphrase)
-    if _public_bytes(key.public_key()) != _public_bytes(cert.public_key()):
+    if not same_public_key(key.public_key(), cert.public_key()):
         raise PkiError(f"{key_path}: this key does not belong to the CA certificate {cert_path}")
     return CertificateAuthority(certificate=cert, private_key=key)
 
