@@ -351,15 +351,21 @@ class ShadowClient:
         else:
             log.warning("shadow %s %s rejected: %s %s", req.shadow, req.op, code, message)
 
-    def _on_delta(self, shadow: str, doc: dict[str, Any]) -> None:
-        version = document_version(doc)
+    def _take_version(self, shadow: str, version: int | None) -> bool:
+        """Move `shadow` to `version` and say True, unless the message had none (malformed) or an older
+        one than already seen (stale): those are counted and answer False."""
         if version is None:
             self.stats.malformed += 1
-            return
+            return False
         if version < self.versions[shadow]:
             self.stats.stale_discarded += 1
-            return
+            return False
         self.versions[shadow] = version
+        return True
+
+    def _on_delta(self, shadow: str, doc: dict[str, Any]) -> None:
+        if not self._take_version(shadow, document_version(doc)):
+            return
         if shadow == CONFIG:
             self._apply_config(doc.get("state"))
             self._request_update(CONFIG)
@@ -368,14 +374,7 @@ class ShadowClient:
 
     def _on_documents(self, shadow: str, doc: dict[str, Any]) -> None:
         current = doc.get("current")
-        version = document_version(current) if isinstance(current, dict) else None
-        if version is None:
-            self.stats.malformed += 1
-            return
-        if version < self.versions[shadow]:
-            self.stats.stale_discarded += 1
-            return
-        self.versions[shadow] = version
+        self._take_version(shadow, document_version(current) if isinstance(current, dict) else None)
 
     def _on_full_document(self, shadow: str, doc: dict[str, Any], version: int | None) -> None:
         if version is not None:
