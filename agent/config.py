@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.audio import BACKENDS
+from agent.profiles import read_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/anc-agent/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/anc-agent")
@@ -222,12 +221,4 @@ def parse_config(data: Any, source: Path) -> AgentConfig:
 def load_config(path: str | Path) -> AgentConfig:
     """Read and parse the configuration file; ConfigError names the file on any problem."""
     source = Path(path)
-    try:
-        text = source.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    return parse_config(data, source)
+    return parse_config(read_yaml(source, ConfigError), source)

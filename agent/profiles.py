@@ -250,15 +250,19 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
             raise ProfileError(
                 f"{name_or_path}: no such profile (available: {', '.join(available_profiles())})"
             )
+    return parse_profile(read_yaml(path, ProfileError), path)
+
+
+def read_yaml(path: Path, error: type[ValueError]) -> Any:
+    """The YAML document in the file at `path`; `error` naming the file when it cannot be read or parsed."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise error(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_profile(data, path)
+        raise error(f"{path}: not valid YAML: {exc}") from exc
 
 
 def available_profiles() -> list[str]:
