@@ -29,6 +29,15 @@ from numba import njit
 
 from agent.dsp.fxnlms import estimated_disturbance, filtered_reference, push_filtered, reversed_fir
 from agent.dsp.fxrls import fxrls_adapt
+from agent.dsp.gate import (
+    GATE_FROM,
+    GATE_STATE_SIZE,
+    GATE_TO,
+    gate_alpha,
+    gate_gain,
+    gate_update,
+    reset_gate,
+)
 from agent.dsp.guard import (
     G_TRIPPED,
     GUARD_STATE_SIZE,
@@ -78,7 +87,8 @@ N_METRICS = 11
 
 # parameter-set layout (float64 vector)
 P_ALGORITHM, P_MU, P_LEAKAGE, P_LAMBDA, P_MODE, P_EPS, P_MU_MIX, P_DELTA, P_MAX_TRACE = range(9)
-N_PARAMS = 9
+P_GATE_ALPHA = 9
+N_PARAMS = 10
 
 # crossfade state (int64 vector)
 X_MODE, X_ALG, X_POS = range(3)
@@ -248,6 +258,8 @@ def controller_block(
     stage_p: np.ndarray,
     stage_mix: np.ndarray,
     gstate: np.ndarray,
+    gate: np.ndarray,
+    vbuf: np.ndarray,
     gparams: np.ndarray,
     limiter_gain: np.ndarray,
     limit: float,
@@ -266,6 +278,7 @@ def controller_block(
     (C, Bmax) sanitised error block, energy (C, 4) [running ||x'_vec||^2 over L, running ||x_vec||^2 over L,
     ||s^||^2, samples the filtered reference has been excited in a row], w1r (C, L), w2r (C, N),
     p (C, N, N), pi (C, N), mix (C, 3), snapshots and staging arrays of the same shapes, gstate (C, G),
+    gate (C, 4) (`agent.dsp.gate`), vbuf like ybuf: the anti-noise before the gate and the limiter,
     limiter_gain (C,). Blocks longer than Bmax are processed in Bmax chunks.
     """
     n_ch = w1r.shape[0]
@@ -287,6 +300,7 @@ def controller_block(
     mu_mix = prm[P_MU_MIX]
     delta = prm[P_DELTA]
     max_trace = prm[P_MAX_TRACE]
+    g_alpha = prm[P_GATE_ALPHA]
 
     if cmd[CMD_RESET] != 0:
         for c in range(n_ch):
@@ -300,6 +314,9 @@ def controller_block(
             snap_w2[c, :] = 0.0
             snap_mix[c, :] = mix[c, :]
             gstate[c, :] = 0.0
+            gate[c, :] = 0.0
+            gate[c, GATE_FROM] = 1.0
+            gate[c, GATE_TO] = 1.0
         cmd[CMD_RESET] = 0
     if cmd[CMD_LOAD] != 0:
         w1r[:, :] = stage_w1
@@ -376,6 +393,12 @@ def controller_block(
             floor_gain = NORM_FLOOR * s2
             ce_pow = 0.0
             cd_pow = 0.0
+            gc = gate[c]
+            vb = vbuf[c]
+            g_dv = 0.0
+            g_vv = 0.0
+            g_dd = 0.0
+            g_n = 0
             c_lim = 0
             live = gstate[c, G_TRIPPED] == 0.0
             use1 = live and (need1 or (fading and fade_from[c, 0] != 0.0))
@@ -401,7 +424,9 @@ def controller_block(
                     a1 = g * a1 + (1.0 - g) * fade_from[c, 0]
                     a2 = g * a2 + (1.0 - g) * fade_from[c, 1]
                     ap = g * ap + (1.0 - g) * fade_from[c, 2]
-                v = a1 * y1 + a2 * y2 + ap * xv
+                anti = a1 * y1 + a2 * y2
+                vb[hy + n] = anti
+                v = gate_gain(gc, n, block) * anti + ap * xv
                 if not (abs(v) <= limit):
                     c_lim += 1
                 out = limit_sample(v, limiter_gain, c, limit, release)
@@ -423,6 +448,12 @@ def controller_block(
                             w1, w2, p[c], pi[c], uc, fb, hf, n, dh, norm, mx, mu, keep, eps, lam, delta,
                             max_trace, mu_mix, stride,
                         )  # fmt: skip
+                    # what the ungated anti-noise, played with the weights it really had, adds at the mic
+                    vc = -estimated_disturbance(0.0, s_r, delay, vb, hy, n)
+                    g_dv += dh * vc
+                    g_vv += vc * vc
+                    g_dd += dh * dh
+                    g_n += 1
                 ce_pow += ev * ev
                 cd_pow += dh * dh
                 x_pow += xv * xv
@@ -432,7 +463,10 @@ def controller_block(
             shift_history(xb, hx, block)
             shift_history(fb, hf, block)
             shift_history(yb, hy, block)
+            shift_history(vb, hy, block)
             energy[c, 3] = run
+            if adapting and live:
+                gate_update(gc, g_dv, g_vv, g_dd, g_n, g_alpha)
             energy[c, 0] = sum_squares(fb, hf - l_taps, l_taps)
             energy[c, 1] = sum_squares(xb, hx - l_taps, l_taps)
             e_pow += ce_pow
@@ -444,6 +478,12 @@ def controller_block(
                 ce_pow / block, cd_pow / block, c_lim / block, cancelling,
             ):  # fmt: skip
                 metrics[M_DIVERGENCE_COUNT] += 1.0
+                # the gate's moments and the ungated output history describe the filter just thrown away
+                for i in range(GATE_STATE_SIZE):
+                    gc[i] = 0.0
+                gc[GATE_FROM] = 1.0
+                gc[GATE_TO] = 1.0
+                vb[:] = 0.0
         xfade[X_POS] = min(fade_pos + block, fade_len)
         start += block
 
@@ -513,6 +553,9 @@ class _Buffers:
         self.stage_p = self.p.copy()
         self.stage_mix = self.mix.copy()
         self.gstate = np.zeros((n_ch, GUARD_STATE_SIZE))
+        self.gate = np.zeros((n_ch, GATE_STATE_SIZE))
+        reset_gate(self.gate)
+        self.vbuf = np.zeros_like(self.ybuf)
         self.limiter_gain = np.ones(n_ch)
 
     def state_arrays(self) -> tuple[np.ndarray, ...]:
@@ -521,6 +564,7 @@ class _Buffers:
             self.sr, self.delays, self.xbuf, self.fxbuf, self.ybuf, self.ebuf, self.hist, self.energy,
             self.w1r, self.w2r, self.p, self.pi, self.ureg, self.mix, self.snap_w1, self.snap_w2,
             self.snap_mix, self.stage_w1, self.stage_w2, self.stage_p, self.stage_mix, self.gstate,
+            self.gate, self.vbuf,
         )  # fmt: skip
 
 
@@ -596,6 +640,8 @@ class Controller:
         prm[P_MU_MIX] = DEFAULT_MU_MIX
         prm[P_DELTA] = DELTA
         prm[P_MAX_TRACE] = default_max_trace(s.rls_taps, DELTA)
+        fmt = self.profile.audio
+        prm[P_GATE_ALPHA] = gate_alpha(fmt.sample_rate_hz, fmt.block_size)
 
     def process(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """One audio block: indata (B, n_in) float32 in, outdata (B, n_out) float32 out (any B).
@@ -636,7 +682,7 @@ class Controller:
             new.snap_w1[:] = new.w1r
             new.snap_w2[:] = new.w2r
             new.snap_mix[:] = new.mix
-            for i, name in enumerate(("xbuf", "fxbuf", "ybuf")):
+            for name, i in (("xbuf", H_X), ("fxbuf", H_F), ("ybuf", H_Y), ("vbuf", H_Y)):
                 # histories: the newest sample sits at column hist[i] - 1; align those ends
                 dst, src = getattr(new, name), getattr(old, name)
                 h_new, h_old = int(new.hist[i]), int(old.hist[i])
@@ -646,6 +692,7 @@ class Controller:
             new.energy[:, 0] = np.sum(new.fxbuf[:, hf - s.taps : hf] ** 2, axis=1)
             new.energy[:, 1] = np.sum(new.xbuf[:, hx - s.taps : hx] ** 2, axis=1)
             new.gstate[:] = old.gstate
+            new.gate[:] = old.gate
             new.limiter_gain[:] = old.limiter_gain
             self._flip(s)
             self._buffers = new
