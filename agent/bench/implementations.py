@@ -20,6 +20,7 @@ A missing library or kernel raises `Unavailable` with the reason, and the row re
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -168,13 +169,20 @@ def _regressors(x: np.ndarray, taps: int) -> np.ndarray:
     return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(padded, taps)[:, ::-1])
 
 
-def _padasip(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
+def _plain_filter_peer(case: Case, module: str) -> Any:
+    """The peer library `module` (imported here), for the plain NLMS and RLS cases only; Unavailable
+    naming the library for a filtered-x case or when it does not import."""
+    library = module.split(".")[0]
     if case.kernel not in ("nlms", "rls"):
-        raise Unavailable("padasip has no filtered-x filters")
+        raise Unavailable(f"{library} has no filtered-x filters")
     try:
-        import padasip
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise Unavailable(f"padasip not importable: {exc}") from exc
+        raise Unavailable(f"{library} not importable: {exc}") from exc
+
+
+def _padasip(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
+    padasip = _plain_filter_peer(case, "padasip")
     regressors, d = _regressors(s.x[:n], case.taps), s.d[:n]
     if case.kernel == "nlms":
         f = padasip.filters.FilterNLMS(case.taps, mu=p.nlms_mu, eps=p.eps, w="zeros")
@@ -189,12 +197,7 @@ def _padasip(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
 
 
 def _pyroomacoustics(case: Case, p: BenchParams, s: BenchSignals, n: int) -> Prepared:
-    if case.kernel not in ("nlms", "rls"):
-        raise Unavailable("pyroomacoustics has no filtered-x filters")
-    try:
-        from pyroomacoustics import adaptive
-    except ImportError as exc:
-        raise Unavailable(f"pyroomacoustics not importable: {exc}") from exc
+    adaptive = _plain_filter_peer(case, "pyroomacoustics.adaptive")
     if case.kernel == "nlms":
         f = adaptive.NLMS(case.taps, mu=p.nlms_mu)
     else:
