@@ -13,6 +13,7 @@ from agent.audio import AudioBackendError, open_backend
 from agent.audio.simulated import SimulatedBackend
 from agent.audio.wavfile import WavBackend
 from agent.profiles import load_profile
+from tests.sync.waiting import wait_until
 
 
 class Recorder:
@@ -29,13 +30,8 @@ class Recorder:
         outdata[:] = self.level
 
 
-def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+def _wait_for(predicate) -> bool:
+    return wait_until(predicate, timeout_s=5.0, step_s=0.005)
 
 
 @pytest.fixture(scope="module")
