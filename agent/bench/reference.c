@@ -57,6 +57,14 @@ static inline void push_block(double *restrict hist, int len, const double *rest
     for (int i = 0; i < block; i++) hist[block - 1 - i] = x[i];
 }
 
+/* The running ||u||^2 of a newest-first regressor u of `taps` samples once it has slid by one sample:
+ * the newest square in, the oldest (u[taps], just behind the regressor) out; never below zero. */
+static inline double slide_energy(double en, const double *u, int taps) {
+    const double newest = u[0], oldest = u[taps];
+    en += newest * newest - oldest * oldest;
+    return en < 0.0 ? 0.0 : en;
+}
+
 /* ---- NLMS: hist has taps + block samples; energy[0] is the running ||regressor||^2 ---- */
 void nlms_block(int taps, int block, double *w, double *hist, double *energy, const double *x,
                 const double *d, double *y, double *e, double mu, double leakage, double eps) {
@@ -65,9 +73,7 @@ void nlms_block(int taps, int block, double *w, double *hist, double *energy, co
     const double keep = 1.0 - leakage;
     for (int i = 0; i < block; i++) {
         const double *u = hist + (block - 1 - i);
-        const double newest = u[0], oldest = u[taps];
-        en += newest * newest - oldest * oldest;
-        if (en < 0.0) en = 0.0;
+        en = slide_energy(en, u, taps);
         y[i] = dot(w, u, taps);
         e[i] = d[i] - y[i];
         scale_add(w, keep, mu * e[i] / (eps + en), u, taps);
@@ -134,22 +140,27 @@ static inline void filter_reference(int delay, int s_taps, int block, const doub
     for (int i = 0; i < block; i++) xf[i] = dot(s, shist + (block - 1 - i) + delay, s_taps);
 }
 
+/* The block prelude of every filtered-x kernel: filter the block x into xf, then push x into xhist and
+ * xf into fhist (histories of hist_len samples each). */
+static inline void push_filtered_x(int delay, int s_taps, int block, const double *s, double *shist,
+                                   double *xhist, double *fhist, int hist_len, const double *x, double *xf) {
+    filter_reference(delay, s_taps, block, s, shist, x, xf);
+    push_block(xhist, hist_len, x, block);
+    push_block(fhist, hist_len, xf, block);
+}
+
 /* ---- FxNLMS: xhist and fhist have taps + block samples, shist delay + s_taps + block,
  * xf is block scratch, energy[0] the running ||filtered regressor||^2. ---- */
 void fxnlms_block(int taps, int block, int delay, int s_taps, const double *s, double *w, double *xhist,
                   double *shist, double *fhist, double *xf, double *energy, const double *x,
                   const double *e, double *y, double mu, double leakage, double eps) {
-    filter_reference(delay, s_taps, block, s, shist, x, xf);
-    push_block(xhist, taps + block, x, block);
-    push_block(fhist, taps + block, xf, block);
+    push_filtered_x(delay, s_taps, block, s, shist, xhist, fhist, taps + block, x, xf);
     double en = energy[0];
     const double keep = 1.0 - leakage;
     for (int i = 0; i < block; i++) {
         const double *u = xhist + (block - 1 - i);
         const double *uf = fhist + (block - 1 - i);
-        const double newest = uf[0], oldest = uf[taps];
-        en += newest * newest - oldest * oldest;
-        if (en < 0.0) en = 0.0;
+        en = slide_energy(en, uf, taps);
         y[i] = dot(w, u, taps);
         scale_add(w, keep, -mu * e[i] / (eps + en), uf, taps);
     }
@@ -171,9 +182,7 @@ void fxnlms_run(int taps, int block, int nblocks, int delay, int s_taps, const d
 void fxrls_block(int taps, int block, int delay, int s_taps, const double *s, double *w, double *p,
                  double *xhist, double *shist, double *fhist, double *yhist, double *xf, double *pi,
                  const double *x, const double *e, double *y, double lam, double leakage) {
-    filter_reference(delay, s_taps, block, s, shist, x, xf);
-    push_block(xhist, taps + block, x, block);
-    push_block(fhist, taps + block, xf, block);
+    push_filtered_x(delay, s_taps, block, s, shist, xhist, fhist, taps + block, x, xf);
     memmove(yhist + block, yhist, (size_t)(delay + s_taps) * sizeof(double));
     const double keep = 1.0 - leakage;
     for (int i = 0; i < block; i++) {
@@ -211,18 +220,14 @@ void hybrid_block(int l_taps, int n_taps, int block, int delay, int s_taps, cons
                   double mu, double lam, double leakage, double eps, double mu_mix, double beta,
                   double mix_eps, double a_limit) {
     const int hist = (l_taps > n_taps ? l_taps : n_taps) + block;
-    filter_reference(delay, s_taps, block, s, shist, x, xf);
-    push_block(xhist, hist, x, block);
-    push_block(fhist, hist, xf, block);
+    push_filtered_x(delay, s_taps, block, s, shist, xhist, fhist, hist, x, xf);
     memmove(yhist + block, yhist, (size_t)(delay + s_taps) * sizeof(double));
     const double keep = 1.0 - leakage;
     double en = energy[0];
     for (int i = 0; i < block; i++) {
         const double *u = xhist + (block - 1 - i);
         const double *uf = fhist + (block - 1 - i);
-        const double newest = uf[0], oldest = uf[l_taps];
-        en += newest * newest - oldest * oldest;
-        if (en < 0.0) en = 0.0;
+        en = slide_energy(en, uf, l_taps);
         const double ml = mix[1];
         const double yn = ml * dot(w1, u, l_taps) + (1.0 - ml) * dot(w2, u, n_taps);
         y[i] = yn;
