@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from agent.bench import creference
-from tests.bench import numpy_reference as ref
+from tests.bench.numpy_reference import leaky_fxrls, secondary_response
+from tests.support import dsp_reference as ref
 
 BLOCK = 16
 N = 40 * BLOCK
@@ -38,7 +39,7 @@ def test_c_nlms_matches_numpy_per_block_and_whole_signal(
     signals: dict[str, np.ndarray], leakage: float
 ) -> None:
     x, d = signals["x"], signals["d"]
-    y_ref, e_ref, w_ref = ref.nlms(x, d, taps=8, mu=0.5, leakage=leakage)
+    y_ref, e_ref, w_ref = ref.nlms(x, d, taps=8, mu=0.5, eps=1e-8, leakage=leakage)
     per_block = creference.CNlms(8, mu=0.5, leakage=leakage, block=BLOCK)
     y, e = np.zeros(N), np.zeros(N)
     for b in range(0, N, BLOCK):
@@ -60,7 +61,7 @@ def test_c_nlms_identifies_the_plant(signals: dict[str, np.ndarray]) -> None:
 @pytest.mark.parametrize("leakage", [0.0, 1e-3])
 def test_c_rls_matches_numpy(signals: dict[str, np.ndarray], leakage: float) -> None:
     x, d = signals["x"], signals["d"]
-    y_ref, e_ref, w_ref = ref.rls(x, d, taps=12, lam=0.999, delta=1e-2, leakage=leakage)
+    y_ref, e_ref, w_ref, _ = ref.rls(x, d, taps=12, lam=0.999, delta=1e-2, leakage=leakage, textbook=True)
     f = creference.CRls(12, lam=0.999, delta=1e-2, leakage=leakage, block=BLOCK)
     y, e = np.zeros(N), np.zeros(N)
     f.run(x, d, y, e)
@@ -71,7 +72,9 @@ def test_c_rls_matches_numpy(signals: dict[str, np.ndarray], leakage: float) -> 
 @pytest.mark.parametrize("leakage", [0.0, 1e-3])
 def test_c_fxnlms_matches_numpy(signals: dict[str, np.ndarray], leakage: float) -> None:
     x, e, fir = signals["x"], signals["e"], signals["fir"]
-    y_ref, w_ref = ref.fxnlms(x, e, taps=10, delay_samples=21, fir=fir, mu=0.1, leakage=leakage)
+    y_ref, w_ref = ref.fxnlms(
+        x, e, taps=10, s_hat=secondary_response(21, fir), mu=0.1, eps=1e-8, leakage=leakage
+    )
     per_block = creference.CFxNlms(10, 21, fir, mu=0.1, leakage=leakage, block=BLOCK)
     y = np.zeros(N)
     for b in range(0, N, BLOCK):
@@ -85,7 +88,8 @@ def test_c_fxnlms_matches_numpy(signals: dict[str, np.ndarray], leakage: float) 
 
 def test_c_fxrls_matches_numpy(signals: dict[str, np.ndarray]) -> None:
     x, e, fir = signals["x"], signals["e"], signals["fir"]
-    y_ref, w_ref = ref.fxrls(x, e, taps=8, delay_samples=5, fir=fir, lam=0.999, delta=1e-1, leakage=1e-4)
+    s_hat = secondary_response(5, fir)
+    y_ref, w_ref = leaky_fxrls(x, e, taps=8, s_hat=s_hat, lam=0.999, delta=1e-1, leakage=1e-4)
     f = creference.CFxRls(8, 5, fir, lam=0.999, delta=1e-1, leakage=1e-4, block=BLOCK)
     y = np.zeros(N)
     f.run(x, e, y)
