@@ -176,7 +176,11 @@ class CRls:
 
 
 class _CFilteredX:
-    """State shared by the filtered-x kernels: the secondary-path estimate and the histories."""
+    """State shared by the filtered-x kernels (the secondary-path estimate and the histories), and the
+    calls into C: a subclass names its entry points `<_kernel>_block` / `<_kernel>_run` and gives the
+    arguments around the signals (`_sizes`, `_args`, `_tail`)."""
+
+    _kernel: str
 
     def __init__(self, taps: int, delay_samples: int, fir: np.ndarray, block: int) -> None:
         if delay_samples < 0:
@@ -190,9 +194,34 @@ class _CFilteredX:
         self._fhist = np.zeros(taps + block)
         self._xf = np.zeros(block)
 
+    def _sizes(self) -> tuple[int, ...]:
+        """The leading C arguments, before [nblocks]."""
+        return (self.taps, self.block)
+
+    def _args(self) -> tuple[object, ...]:
+        """The C arguments after the sizes (and nblocks) and before the signals."""
+        raise NotImplementedError
+
+    def _tail(self) -> tuple[float, ...]:
+        """The scalar C arguments after the signals."""
+        raise NotImplementedError
+
+    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
+        """One block: reference x and measured error e in, anti-noise y out; (block,) float64."""
+        kernel = getattr(library(), f"{self._kernel}_block")
+        kernel(*self._sizes(), *self._args(), _ptr(x), _ptr(e), _ptr(y), *self._tail())
+
+    def run(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
+        """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
+        kernel = getattr(library(), f"{self._kernel}_run")
+        nblocks = _whole_blocks(x.size, self.block)
+        kernel(*self._sizes(), nblocks, *self._args(), _ptr(x), _ptr(e), _ptr(y), *self._tail())
+
 
 class CFxNlms(_CFilteredX):
     """Leaky FxNLMS: y = w . x_vec, w = (1 - leakage) w - mu e x'_vec / (eps + |x'_vec|^2)."""
+
+    _kernel = "fxnlms"
 
     def __init__(
         self,
@@ -215,19 +244,14 @@ class CFxNlms(_CFilteredX):
             _ptr(self._shist), _ptr(self._fhist), _ptr(self._xf), _ptr(self._energy),
         )  # fmt: skip
 
-    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """One block: reference x and measured error e in, anti-noise y out; (block,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), self.mu, self.leakage, self.eps)
-        library().fxnlms_block(self.taps, self.block, *args)
-
-    def run(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), self.mu, self.leakage, self.eps)
-        library().fxnlms_run(self.taps, self.block, _whole_blocks(x.size, self.block), *args)
+    def _tail(self) -> tuple[float, ...]:
+        return (self.mu, self.leakage, self.eps)
 
 
 class CFxRls(_CFilteredX):
     """Leaky FxRLS, modified filtered-x: w = (1 - leakage) w - k e_v, e_v = e - S^ * y + w . x'_vec."""
+
+    _kernel = "fxrls"
 
     def __init__(
         self,
@@ -253,15 +277,8 @@ class CFxRls(_CFilteredX):
             _ptr(self._pi),
         )  # fmt: skip
 
-    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """One block: reference x and measured error e in, anti-noise y out; (block,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), self.lam, self.leakage)
-        library().fxrls_block(self.taps, self.block, *args)
-
-    def run(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), self.lam, self.leakage)
-        library().fxrls_run(self.taps, self.block, _whole_blocks(x.size, self.block), *args)
+    def _tail(self) -> tuple[float, ...]:
+        return (self.lam, self.leakage)
 
 
 class CHybrid(_CFilteredX):
@@ -270,6 +287,8 @@ class CHybrid(_CFilteredX):
     `w` is the FxNLMS part, `w_rls` the FxRLS part, `mix` the [a, lam, power] mixing state; the leakage
     applies to the FxNLMS part only.
     """
+
+    _kernel = "hybrid"
 
     def __init__(
         self,
@@ -307,12 +326,8 @@ class CHybrid(_CFilteredX):
             _ptr(self._fhist), _ptr(self._yhist), _ptr(self._xf),
         )  # fmt: skip
 
-    def process(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """One block: reference x and measured error e in, anti-noise y out; (block,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), *self._params)
-        library().hybrid_block(self.taps, self.rls_taps, self.block, *args)
+    def _sizes(self) -> tuple[int, ...]:
+        return (self.taps, self.rls_taps, self.block)
 
-    def run(self, x: np.ndarray, e: np.ndarray, y: np.ndarray) -> None:
-        """A whole signal of whole blocks (open loop: e is given), looping in C; (n,) float64."""
-        args = (*self._args(), _ptr(x), _ptr(e), _ptr(y), *self._params)
-        library().hybrid_run(self.taps, self.rls_taps, self.block, _whole_blocks(x.size, self.block), *args)
+    def _tail(self) -> tuple[float, ...]:
+        return self._params
