@@ -84,7 +84,7 @@ def test_a_silent_speaker_is_reported_not_returned_as_a_path() -> None:
     profile = load_profile("headphone-ff-48k")
     fs = profile.audio.sample_rate_hz
     rng = np.random.default_rng(22)
-    refs = 0.1 * rng.standard_normal((2, round(1.5 * fs)))
+    refs = 0.1 * rng.standard_normal(round(1.5 * fs))
     primaries = [decaying_fir(rng, 12, 64, 10.0) for _ in range(2)]
     secondaries = [decaying_fir(rng, 2, 48, 8.0), np.zeros(50)]  # speaker 1 is dead
     ident = identify(profile, refs, primaries, secondaries)

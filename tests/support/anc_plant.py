@@ -1,19 +1,21 @@
-"""A tiny acoustic plant for the DSP tests: primary and secondary FIRs and the block loop delay.
+"""Closed loops for the DSP tests, on the simulator's own plant (`agent.sim.plant.AcousticPlant`).
 
-The error mic hears e[n] = (P * x)[n] + (S * s)[n], where s is the speaker signal: the controller's output
-block k is played 2 blocks + `converter_delay_samples` later (one block of input and one of output
-buffering). Everything is float64 numpy, sample-exact and deterministic.
+The tests choose the signals and the acoustic FIRs; the physics (loop delay of 2 blocks + converters,
+speaker and mic clipping, mic self-noise) is the simulator's, so the tests and `anc-agent simulate` run
+the same plant. Each loop steps a second, identical plant with the speaker silent and the same sensor-noise
+seed, which gives the error the mic would hear without control (the disturbance) block by block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
-from scipy.signal import lfilter
 
 from agent.profiles import Profile
+from agent.sim.paths import AcousticPath
+from agent.sim.plant import AcousticPlant
 
 
 class BlockProcessor(Protocol):
@@ -30,72 +32,38 @@ def decaying_fir(rng: np.random.Generator, delay_samples: int, taps: int, decay_
     return h / np.sqrt(np.sum(h**2))
 
 
-class BlockPlant:
-    """Single-channel loop: `step(y_block)` records the output block; `error_block()` gives the next e.
-
-    x (T,) float64 is the whole reference signal; primary (K,) and secondary (J,) are FIRs (the loop delay
-    is added here, not in `secondary`); optional white sensor noise at the error mic (part of d, which
-    the controller cannot cancel). Blocks are consumed in order.
-    """
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        primary: np.ndarray,
-        secondary: np.ndarray,
-        block: int,
-        converter_delay_samples: int,
-        sensor_noise_rms: float = 0.0,
-        seed: int = 0,
-    ) -> None:
-        self.x = x.copy()
-        self.block = block
-        self.loop_delay = 2 * block + converter_delay_samples
-        self.d = lfilter(primary, [1.0], x)
-        if sensor_noise_rms > 0:
-            self.d = self.d + sensor_noise_rms * np.random.default_rng(seed).standard_normal(x.shape[0])
-        self.secondary = secondary
-        self.played = np.zeros(x.shape[0] + self.loop_delay + block)
-        self._zi = np.zeros(secondary.shape[0] - 1)
-        self.k = 0
-
-    @property
-    def blocks(self) -> int:
-        return self.x.shape[0] // self.block
-
-    def reference_block(self) -> np.ndarray:
-        return self.x[self.k * self.block : (self.k + 1) * self.block]
-
-    def disturbance_block(self) -> np.ndarray:
-        return self.d[self.k * self.block : (self.k + 1) * self.block]
-
-    def error_block(self) -> np.ndarray:
-        """(B,) float64 error-mic signal of the current block (depends only on outputs already played)."""
-        lo = self.k * self.block
-        seg = self.played[lo : lo + self.block]
-        anti, self._zi = lfilter(self.secondary, [1.0], seg, zi=self._zi)
-        return self.disturbance_block() + anti
-
-    def play(self, y: np.ndarray) -> None:
-        """Record the controller output of the current block and advance to the next block."""
-        lo = self.k * self.block + self.loop_delay
-        self.played[lo : lo + self.block] = y
-        self.k += 1
-
-
 def tone(freq_hz: float, sample_rate_hz: int, seconds: float, level: float = 0.1) -> np.ndarray:
     """A sine of amplitude `level`: (round(seconds * rate),) float64."""
     t = np.arange(round(seconds * sample_rate_hz)) / sample_rate_hz
     return level * np.sin(2 * np.pi * freq_hz * t)
 
 
-class ProfileLoop:
-    """The block loop of a whole profile: one `BlockPlant` per controller channel, wired to the mic and
-    speaker channel numbers of the profile, driving anything with `process(indata, outdata)`.
+class ArrayNoise:
+    """A NoiseSource playing a given signal (T,) float64 once, then silence."""
 
-    references: (C, T) float64, one reference signal per controller channel (channels sharing a
-    reference mic must be given the same signal); primaries / secondaries: C FIRs each. `indata` holds
-    the last block handed to the processor, `outdata` what it wrote.
+    def __init__(self, samples: np.ndarray, sample_rate_hz: int) -> None:
+        self.spec = "test signal"
+        self.sample_rate_hz = sample_rate_hz
+        self.samples = np.ascontiguousarray(samples, dtype=np.float64)
+        self.position = 0
+
+    def fill(self, out: np.ndarray) -> None:
+        part = self.samples[self.position : self.position + out.shape[0]]
+        out[: part.shape[0]] = part
+        out[part.shape[0] :] = 0.0
+        self.position += out.shape[0]
+
+
+Corruption = Callable[[int, np.ndarray], None]
+
+
+class ProfileLoop:
+    """The block loop of a whole profile around one noise source, driving anything with `process`.
+
+    references: (T,) float64, or (C, T) with identical rows (every reference mic hears the one source);
+    primaries / secondaries: one acoustic FIR per controller channel (the loop delay is the plant's);
+    sensor_noise_rms: every mic's self-noise (0 for none). `indata` holds the last block handed to the
+    processor, `outdata` what it wrote; `k` counts the blocks run.
     """
 
     def __init__(
@@ -106,43 +74,51 @@ class ProfileLoop:
         secondaries: Sequence[np.ndarray],
         sensor_noise_rms: float = 0.0,
     ) -> None:
+        refs = np.atleast_2d(np.asarray(references, dtype=np.float64))
+        if not np.array_equal(refs, np.broadcast_to(refs[0], refs.shape), equal_nan=True):
+            raise ValueError("references: the plant has one noise source; give every channel the same signal")
         self.profile = profile
-        ch = profile.channels
+        fs = profile.audio.sample_rate_hz
         block = profile.audio.block_size
-        self.plants = [
-            BlockPlant(
-                references[c],
-                primaries[c],
-                secondaries[c],
-                block,
-                profile.converter_delay_samples,
-                sensor_noise_rms,
-                seed=c,
+        ch = profile.channels
+        sensor_dbfs = None if sensor_noise_rms <= 0 else 20.0 * np.log10(sensor_noise_rms)
+
+        def plant() -> AcousticPlant:
+            return AcousticPlant(
+                profile,
+                [AcousticPath(np.asarray(h, dtype=np.float64), 0.0, fs, "test") for h in primaries],
+                [AcousticPath(np.asarray(h, dtype=np.float64), 0.0, fs, "test") for h in secondaries],
+                ArrayNoise(refs[0], fs),
+                sensor_dbfs,
+                seed=0,
             )
-            for c in range(ch.controllers)
-        ]
+
+        self.plant = plant()
+        self._quiet = plant()
+        self.blocks = refs.shape[1] // block
+        self.k = 0
         self.indata = np.zeros((block, ch.input_channels), dtype=np.float32)
         self.outdata = np.zeros((block, ch.output_channels), dtype=np.float32)
+        self._quiet_in = np.zeros_like(self.indata)
+        self._silence = np.zeros_like(self.outdata)
+        self._errors = np.array(ch.error_mics, dtype=np.int64)
 
-    @property
-    def blocks(self) -> int:
-        return self.plants[0].blocks
+    def step(
+        self, processor: BlockProcessor, corrupt: Corruption | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run one block; returns (error (C, B), disturbance (C, B)) float64 of that block.
 
-    def step(self, processor: BlockProcessor) -> tuple[np.ndarray, np.ndarray]:
-        """Run one block; returns (error (C, B), disturbance (C, B)) float64 of that block."""
-        ch = self.profile.channels
-        errors = []
-        dists = []
-        for c, plant in enumerate(self.plants):
-            e = plant.error_block()
-            self.indata[:, ch.reference_mics[c]] = plant.reference_block()
-            self.indata[:, ch.error_mics[c]] = e
-            errors.append(e)
-            dists.append(plant.disturbance_block().copy())
+        `corrupt(k, indata)` may alter the mic block k before the processor sees it (fault injection).
+        """
+        self.plant.step(self.outdata, self.indata)
+        self._quiet.step(self._silence, self._quiet_in)
+        if corrupt is not None:
+            corrupt(self.k, self.indata)
+        errors = self.indata[:, self._errors].T.astype(np.float64)
+        disturbance = self._quiet_in[:, self._errors].T.astype(np.float64)
         processor.process(self.indata, self.outdata)
-        for c, plant in enumerate(self.plants):
-            plant.play(self.outdata[:, ch.speakers[c]].astype(np.float64))
-        return np.array(errors), np.array(dists)
+        self.k += 1
+        return errors, disturbance
 
     def run(self, processor: BlockProcessor, blocks: int) -> tuple[np.ndarray, np.ndarray]:
         """Run `blocks` blocks; returns (error (C, blocks*B), disturbance (C, blocks*B))."""
