@@ -177,14 +177,10 @@ class MeasurementRings:
         """Copy out every block written since the last call (control thread only)."""
         cap = self.block_capacity
         w = int(self.counters[W_BLOCKS])
-        r = self._read_blocks
-        lost = max(0, w - r - cap)
-        r += lost
-        idx = np.arange(r, w, dtype=np.int64) & (cap - 1)
+        idx, lost = _unread_slots(w, self._read_blocks, cap)
         proc, power, xrun, stage = self.proc_ns[idx], self.power[idx], self.xrun[idx], self.stage[idx]
         # Records the writer overwrote while we copied are torn: drop them.
-        w_after = int(self.counters[W_BLOCKS])
-        torn = max(0, w_after - r - cap)
+        torn = _overwritten(int(self.counters[W_BLOCKS]), w - idx.shape[0], cap)
         if torn:
             proc, power, xrun, stage = proc[torn:], power[torn:], xrun[torn:], stage[torn:]
             lost += torn
@@ -196,14 +192,25 @@ class MeasurementRings:
         """(n,) float32 reference-mic samples written since the last call, oldest first."""
         scap = self.sample_capacity
         w = int(self.counters[W_SAMPLES])
-        r = self._read_samples
-        lost = max(0, w - r - scap)
-        r += lost
-        out = self.samples[np.arange(r, w, dtype=np.int64) & (scap - 1)]
-        torn = max(0, int(self.counters[W_SAMPLES]) - r - scap)
+        idx, lost = _unread_slots(w, self._read_samples, scap)
+        out = self.samples[idx]
+        torn = _overwritten(int(self.counters[W_SAMPLES]), w - idx.shape[0], scap)
         if torn:
             out = out[torn:]
             lost += torn
         self._read_samples = w
         self.lost_samples += lost
         return out
+
+
+def _unread_slots(written: int, read: int, capacity: int) -> tuple[np.ndarray, int]:
+    """The slots (int64, oldest first) of a ring of `capacity` (a power of two) that hold the records
+    written after the first `read` and still there, and how many of those records were already overwritten
+    (lost) when the writer had written `written`."""
+    lost = max(0, written - read - capacity)
+    return np.arange(read + lost, written, dtype=np.int64) & (capacity - 1), lost
+
+
+def _overwritten(written: int, first: int, capacity: int) -> int:
+    """How many records from number `first` on the writer has overwritten once it has written `written`."""
+    return max(0, written - first - capacity)
