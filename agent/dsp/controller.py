@@ -7,8 +7,11 @@ algorithm changes, limits the output and writes `outdata` (B, n_out) float32. No
 nothing can raise in there. Every channel uses the modified filtered-x structure (see `agent.dsp.fxrls`):
 the algorithms adapt on virtual errors built from d^ = e - S^ * y, which keeps them stable whatever the loop
 delay; `fxnlms` is the long FxNLMS alone, `fxrls` the short FxRLS alone, `hybrid` their adaptive convex
-combination (`agent.dsp.hybrid`). The profile's leakage applies to the FxNLMS coefficients; the RLS is
-regularised by its forgetting factor and the cap on trace(P) instead.
+combination (`agent.dsp.hybrid`, with its snapped output weight and coefficient feedback). The profile's
+leakage applies to the FxNLMS coefficients; the RLS is regularised by its forgetting factor and the cap on
+trace(P) instead. The FxRLS taps sit `rls_stride` samples apart (see RLS_BAND_HZ) and the RLS starts
+adapting only once its whole regressor span has been excited. Last, the do-no-harm gate
+(`agent.dsp.gate`) scales the anti-noise down wherever it adds more than it cancels.
 
 Tunables reach the kernel through two preallocated parameter sets: `apply` (control thread) writes the
 inactive one and flips an index the kernel reads at the next block boundary. Changing `taps` or
