@@ -713,8 +713,9 @@ class Controller:
     def coefficients(self) -> dict[str, np.ndarray]:
         """Copies of the adaptive state for a warm restart, in natural tap order.
 
-        w_fxnlms (C, taps), w_fxrls (C, rls_taps), p_fxrls (C, rls_taps, rls_taps) (indexed like the
-        reversed taps, opaque), mix (C, 3) [a, lambda, power]; all float64.
+        w_fxnlms (C, taps), w_fxrls (C, rls_taps) (tap k multiplies x[n - k * rls_stride], see
+        `rls_stride`), p_fxrls (C, rls_taps, rls_taps) (indexed like the reversed taps, opaque), mix (C, 3)
+        [a, lambda (unsnapped), power]; all float64.
         """
         b = self._buffers
         return {
