@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.sync.ratelimit import TokenBucket
 from agent.sync.shadow_limits import (
     MAX_CLIENT_TOKEN_BYTES,
     MAX_DEPTH,
@@ -146,8 +147,9 @@ class UpdateRequest:
     reported: Any
 
 
-class TokenBucket:
-    """Per-key request budget: `rate_per_s` tokens a second, at most `burst` saved up."""
+class KeyedBudget:
+    """Per-key request budget: a `TokenBucket` of `rate_per_s` tokens a second, at most `burst` saved up,
+    for each key, full at the key's first request."""
 
     def __init__(self, rate_per_s: float, burst: float, monotonic: Callable[[], float]) -> None:
         if rate_per_s <= 0 or burst < 1:
@@ -155,18 +157,14 @@ class TokenBucket:
         self._rate_per_s = rate_per_s
         self._burst = burst
         self._monotonic = monotonic
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def take(self, key: str) -> bool:
         """Spend one token of `key`; False when none is left."""
-        now_s = self._monotonic()
-        tokens, last_s = self._buckets.get(key, (self._burst, now_s))
-        tokens = min(self._burst, tokens + (now_s - last_s) * self._rate_per_s)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now_s)
-            return False
-        self._buckets[key] = (tokens - 1.0, now_s)
-        return True
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate_per_s, self._burst, self._monotonic)
+        return bucket.try_take(1.0)
 
 
 # ---------------------------------------------------------------- JSON rules (pure functions)
@@ -392,7 +390,7 @@ class ShadowStore:
         self._clock = clock
         self._max_state_bytes = max_state_bytes
         self._max_depth = max_depth
-        self._bucket = TokenBucket(requests_per_s, burst if burst is not None else requests_per_s, monotonic)
+        self._bucket = KeyedBudget(requests_per_s, burst if burst is not None else requests_per_s, monotonic)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             str(db_path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
