@@ -73,7 +73,7 @@ DEFAULT_MU_MIX = 1.0
 # leak in at about -35 dB. The weight actually played is sigmoid(a) mapped linearly from
 # [sigmoid(-MIX_A_SNAP), sigmoid(MIX_A_SNAP)] onto [0, 1] and clipped: exactly 1 (or 0) once |a| passes
 # MIX_A_SNAP, continuous everywhere (no click), while a itself still adapts on sigmoid(a).
-MIX_A_SNAP = 3.5
+MIX_A_SNAP = 3.0
 _SNAP_LO = 1.0 / (1.0 + np.exp(MIX_A_SNAP))
 _SNAP_SPAN = 1.0 - 2.0 * _SNAP_LO
 
