@@ -93,6 +93,12 @@ def guard_channel(
     gs[G_ERROR_POWER] += alpha * (error_power - gs[G_ERROR_POWER])
     gs[G_DISTURBANCE_POWER] += alpha * (disturbance_power - gs[G_DISTURBANCE_POWER])
     gs[G_LIMITED] += alpha * (limited_fraction - gs[G_LIMITED])
+    if not cancelling:
+        # In pass-through, off or a crossfade the mic hears what the speaker plays on purpose (the
+        # ambient, in pass-through): that says nothing of the filter, so the judgement restarts from
+        # the disturbance level when cancelling resumes, instead of from the pass-through level.
+        gs[G_ERROR_POWER] = gs[G_DISTURBANCE_POWER]
+        gs[G_LIMITED] = 0.0
     gs[G_SINCE_SNAPSHOT] += 1.0
     gs[G_SINCE_RESTORE] += 1.0
     l_taps = w1r.shape[0]
