@@ -46,6 +46,7 @@ import json
 import logging
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,9 @@ class CloudObserver:
         if reason.is_failure:
             log.warning("cloud observer: connection refused: %s", reason)
             return
+        sock = client.socket()
+        if sock is not None:  # a desired write leaves at once instead of waiting on Nagle + a delayed ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         present = bool(flags.session_present)
         if not present:  # first connection, or the broker lost the session (the report shows it)
             client.subscribe([(self._telemetry_topic, 1), (self._documents_topic, 1)])
