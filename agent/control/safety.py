@@ -38,22 +38,30 @@ DEFAULT_HOLD_S = 5.0
 ALARM_MIN_HOLD_S = 6.0  # the temporal-four cadence pauses 5 s (+10 %) between bursts of beeps
 
 PEAK_BAND_HZ = (200.0, 4000.0)
-MAX_PEAKS = 5  # peaks kept per frame, strongest first
+MAX_PEAKS = 8  # peaks kept per frame, strongest first
 PEAK_MIN_PROMINENCE_DB = 10.0
 FLOOR_HALF_WIDTH_BINS = 8  # the local floor averages +-8 bins ...
 FLOOR_GAP_BINS = 2  # ... leaving out +-2 bins around the peak
 HARMONIC_PRESENT_DB = 6.0  # prominence at which a harmonic counts as present
+MIN_SHARE_DB = -20.0  # a tone this far below the frame's total power is no emergency heard at SNR >= -5 dB
 NEIGHBOUR_MIN_HZ = 60.0  # lowest frequency searched for a peak's lower neighbours
 SUBHARMONIC_LEVEL_DB = 10.0  # a lower neighbour counts when within 10 dB of the peak's level
 MAX_MISSES = 2  # frames a track may lose its peak before it ends
-MAX_TRACKS = 10
+MAX_TRACKS = 14
+TRACK_MIN_STEP_HZ = 40.0  # a track follows its peak this far from one frame to the next ...
+TRACK_MAX_STEP = 0.2  # ... or this share of its frequency in the siren band (a yelp sweeps fast) ...
+TONE_MAX_STEP = 0.02  # ... and this share above it (alarms hold their pitch: keep their tracks apart)
 
 STEADY_FRAMES = 9  # ~160 ms of frames for the steady-tone and sweep patterns
 YELP_FRAMES = 12
-SIREN_BAND_HZ = (350.0, 1800.0)
+SIREN_BAND_HZ = (400.0, 1800.0)  # the lowest hi-lo tone, 435 Hz, drops 4 % when the vehicle drives away
 SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
-SIREN_THIRD_DB = (-25.0, 6.0)  # ... and near the fundamental (-9.5 dB for a square wave, +-room colour)
-SIREN_MAX_RESIDUAL = 0.005  # rms off a quadratic fit to the trajectory, relative (reverb makes sweeps jitter)
+SIREN_THIRD_DB = (-20.0, 6.0)  # ... and near the fundamental (-9.5 dB square wave, +-room colour)
+SIREN_MAX_LEVEL_JITTER_DB = 6.5  # std of the frame-to-frame level change: a siren holds its level
+SIREN_STEADY_REL_STD = 0.008  # a trajectory moving more than this (relative std) must sweep one way:
+SIREN_MIN_MONOTONY = 0.6  # its net change at least this share of the distance it travels
+SIREN_MAX_RESIDUAL = 0.005  # rms off a quadratic fit to the trajectory, relative (reverb: sweeps jitter) ...
+SIREN_MAX_RESIDUAL_BINS = 0.45  # ... or in FFT bins, whichever is larger: a fast sweep smears the peak
 SIREN_MAX_BASE_DB = 0.0  # no peak at f/2 .. f/7 louder than the siren's fundamental
 YELP_BAND_HZ = (450.0, 2000.0)
 YELP_MIN_RANGE = 0.2  # of the mean frequency, over YELP_FRAMES
@@ -65,7 +73,7 @@ YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold sti
 YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows over the floor ...
 YELP_MIN_R3_DB = -30.0  # ... and within 30 dB of the fundamental (a whistle is a pure tone)
 ALARM_BAND_HZ = (2300.0, 3900.0)
-ALARM_MAX_REL_STD = 0.001  # piezo sounders hold their pitch; a whistle wanders more than this
+ALARM_MAX_REL_STD = 0.0006  # piezo sounders hold their pitch; a whistle wanders more than this
 ALARM_MAX_LEVEL_RANGE_DB = 6.0
 NO_PEAK_DB = -200.0
 ALARM_MAX_BASE_DB = -10.0  # no peak at f/2 .. f/7 within 10 dB: the tone is no siren's harmonic
@@ -74,26 +82,31 @@ T4_MIN_FRAMES = 12
 T4_WINDOW_FRAMES = 20
 T4_RISE_DB = 10.0
 T4_MIN_PROMINENCE_DB = 15.0
+T4_MAX_BASE_DB = 0.0  # a pulsing tone: peaks at f/2 .. f/7 quieter than it (a siren's fundamental is louder)
 T4_MIN_LOUD_FRAMES = 2  # frames within 6 dB of the loudest, in each of the two beeps
 T4_PERIOD_FRAMES = (8, 16)  # beep onsets 0.2 s (+-10 %) apart: 12.5 frames; generous for reverb and noise
-ALARM_MIN_PROMINENCE_DB = 12.0
+ALARM_MIN_PROMINENCE_DB = 20.0  # a piezo tone stands far out of the floor; a formant of speech does not
 T4_BURST_FRAMES = (3, 10)  # an isolated beep of 60-180 ms, seen in 3 to 10 frames
+T4_BURST_MIN_PROMINENCE_DB = 12.0
 T4_MAX_GAP_FRAMES = 12
 T4_MAX_FREQ_DIFF = 0.015
-HORN_BAND_HZ = (250.0, 650.0)
+HORN_BAND_HZ = (280.0, 650.0)  # car horns sound at 300-550 Hz; below sit chords, bass notes and engine orders
 HORN_MAX_REL_STD = 0.01
 HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
 HORN_MIN_HIGH_DB = -14.0  # brassy: harmonics 4..8 typically within 14 dB of the fundamental
 HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level; a plucked or struck note decays
+HORN_MAX_SPREAD_DB = 16.0  # harmonics 2..5 within 16 dB of each other: a horn's fall off smoothly, a chord's
+# (or two tones' mixed) do not
 
 # Columns of the per-peak feature rows: frequency, level, prominence; level of harmonics 2..5 relative to the
 # peak (dB); prominence of harmonics 2..5 (dB); 1.0 when the peak looks like a harmonic of a lower fundamental
 # (else 0.0); median level of harmonics 4..8 relative to the peak (dB); the loudest peak at f/2 .. f/7
 # relative to the peak (dB; NO_PEAK_DB if none): a siren's 3rd or 5th harmonic in the alarm band has its
-# fundamental there.
-F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH, BASE = range(14)
-N_COLUMNS = 14
+# fundamental there; the peak's level relative to the frame's total power (dB): an emergency sound is loud,
+# its tone carries a fair share of what the microphone hears (a sine alone reads about -1.8 dB).
+F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH, BASE, SHARE = range(15)
+N_COLUMNS = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +218,8 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     out[:, :k, SUB] = harmonic_of_lower
     bases = np.stack([near(peak_map, f_hz / divisor) for divisor in range(2, 8)])
     out[:, :k, BASE] = np.maximum(np.max(np.nan_to_num(bases, nan=-np.inf), axis=0) - peak_level, NO_PEAK_DB)
+    total_db = 10.0 * np.log10(np.sum(power, axis=1, dtype=np.float64) + 1e-12)
+    out[:, :k, SHARE] = peak_level - total_db[:, None]
     out[:, :k][~valid] = np.nan
     return out
 
@@ -222,9 +237,13 @@ def _window_frames(pattern: str) -> int:
 
 
 def _median(values: np.ndarray) -> float:
-    """Median of the non-NaN values; -inf when there are none (an absent feature never passes a test)."""
-    finite = values[~np.isnan(values)]
-    return float(np.median(finite)) if finite.size else -np.inf
+    """Median of the non-NaN values of (n,) `values`; -inf when there are none (an absent feature never
+    passes a test). Sorting the few values directly is much cheaper than np.median on such short arrays."""
+    finite = np.sort(values[~np.isnan(values)])
+    n = finite.size
+    if n == 0:
+        return -np.inf
+    return float(0.5 * (finite[(n - 1) // 2] + finite[n // 2]))
 
 
 def _confidence(prominence_db: float) -> float:
@@ -381,7 +400,8 @@ class SafetyDetector:
         self._tracks.sort(key=lambda t: -t.loudest_db)
         for track in self._tracks:
             last, pred = track.last_f_hz, track.predicted_f_hz()
-            tolerance = max(40.0, 0.2 * last)
+            step = TRACK_MAX_STEP if last <= YELP_BAND_HZ[1] else TONE_MAX_STEP
+            tolerance = max(TRACK_MIN_STEP_HZ, step * last)
             best, best_err = -1, tolerance
             for j, row in enumerate(present):
                 if claimed[j]:
@@ -430,7 +450,7 @@ class SafetyDetector:
         if (
             ALARM_BAND_HZ[0] <= np.median(f) <= ALARM_BAND_HZ[1]
             and np.ptp(f) <= 2 * T4_MAX_REL_STD * np.mean(f)
-            and _median(rows[:, PROM_DB]) >= ALARM_MIN_PROMINENCE_DB
+            and _median(rows[:, PROM_DB]) >= T4_BURST_MIN_PROMINENCE_DB
             and np.mean(rows[:, SUB]) < 0.5
         ):
             self._bursts.append(_Burst(track.start_index, track.start_index + seen - 1, float(np.median(f))))
@@ -448,42 +468,39 @@ class SafetyDetector:
         return found
 
     def _tonal_patterns(self, track: _Track) -> list[tuple[str, float, int, str]]:
-        """Steady or smoothly sweeping tones: an alarm beep, a hi-lo or wail siren, a horn."""
+        """Steady or smoothly sweeping tones: an alarm beep, a hi-lo or wail siren, a horn. The cheap tests
+        (isolation, band) go first: most tracks of speech and music fail them."""
         rows = track.recent(STEADY_FRAMES)
         ok = ~np.isnan(rows[:, F_HZ])
         if ok.sum() < STEADY_FRAMES - 1:
             return []
         r = rows[ok]
+        if np.mean(r[:, SUB]) >= 0.5 or _median(r[:, SHARE]) < MIN_SHARE_DB:  # a harmonic, or a faint tone
+            return []
         f = r[:, F_HZ]
         f_mean = float(np.mean(f))
+        in_alarm = ALARM_BAND_HZ[0] <= f_mean <= ALARM_BAND_HZ[1]
+        in_siren = SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1]
+        in_horn = HORN_BAND_HZ[0] <= f_mean <= HORN_BAND_HZ[1]
+        if not (in_alarm or in_siren or in_horn):
+            return []
         rel_std = float(np.std(f)) / f_mean
         prom = _median(r[:, PROM_DB])
         confidence = _confidence(prom)
-        third_db = _median(r[:, R3])
-        odd = (
-            _median(r[:, P3]) >= HARMONIC_PRESENT_DB
-            and SIREN_THIRD_DB[0] <= third_db <= SIREN_THIRD_DB[1]
-            and _median(r[:, R3] - r[:, R2]) >= SIREN_MIN_ODD_EVEN_DB
-        )
-        isolated = np.mean(r[:, SUB]) < 0.5
         found: list[tuple[str, float, int, str]] = []
-        if not isolated:
-            return found
         if (
-            ALARM_BAND_HZ[0] <= f_mean <= ALARM_BAND_HZ[1]
+            in_alarm
             and rel_std <= ALARM_MAX_REL_STD
             and prom >= ALARM_MIN_PROMINENCE_DB
             and _median(r[:, BASE]) < ALARM_MAX_BASE_DB
             and np.ptp(r[:, LEVEL_DB]) <= ALARM_MAX_LEVEL_RANGE_DB
         ):
             found.append(("alarm", confidence, track.start_index, "alarm-steady"))
-        if SIREN_BAND_HZ[0] <= f_mean <= SIREN_BAND_HZ[1] and odd and _median(r[:, BASE]) < SIREN_MAX_BASE_DB:
-            t = np.flatnonzero(ok).astype(np.float64)
-            fit = np.polyval(np.polyfit(t, f, 2), t)
-            residual = float(np.sqrt(np.mean((f - fit) ** 2))) / f_mean
-            if residual <= SIREN_MAX_RESIDUAL:
-                found.append(("siren", confidence, track.start_index, "siren-smooth"))
-        if HORN_BAND_HZ[0] <= f_mean <= HORN_BAND_HZ[1] and rel_std <= HORN_MAX_REL_STD:
+        if in_siren and self._siren_smooth(
+            r, np.flatnonzero(ok).astype(np.float64), f_mean, rel_std, self.bin_hz
+        ):
+            found.append(("siren", confidence, track.start_index, "siren-smooth"))
+        if in_horn and rel_std <= HORN_MAX_REL_STD:
             level_range = float(np.ptp(r[:, LEVEL_DB]))
             slope_db_s = float(np.polyfit(np.flatnonzero(ok) * self._hop_s, r[:, LEVEL_DB], 1)[0])
             present = [_median(r[:, column]) >= HARMONIC_PRESENT_DB for column in (P2, P3, P4, P5)]
@@ -492,9 +509,34 @@ class SafetyDetector:
                 and abs(slope_db_s) <= HORN_MAX_SLOPE_DB_S
                 and sum(present) >= HORN_MIN_HARMONICS
                 and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
+                and np.ptp([_median(r[:, column]) for column in (R2, R3, R4, R5)]) <= HORN_MAX_SPREAD_DB
             ):
                 found.append(("horn", confidence, track.start_index, "horn-stack"))
         return found
+
+    @staticmethod
+    def _siren_smooth(r: np.ndarray, t: np.ndarray, f_mean: float, rel_std: float, bin_hz: float) -> bool:
+        """A hi-lo or wail siren in the rows `r` ((m, N_COLUMNS), found peaks only, at frame offsets `t`):
+        square-wave drive (odd harmonics: the 3rd near -9.5 dB, the 2nd far below it), a steady level (a
+        phone's trill alternates its two tones 16-25 times a second) and a trajectory that is either steady
+        or sweeps one way smoothly (a sung vibrato of 4.5-7 Hz goes up and down within the window).
+        `bin_hz` is the FFT bin spacing."""
+        third_db = _median(r[:, R3])
+        if not SIREN_THIRD_DB[0] <= third_db <= SIREN_THIRD_DB[1]:
+            return False
+        if _median(r[:, P3]) < HARMONIC_PRESENT_DB or _median(r[:, R3] - r[:, R2]) < SIREN_MIN_ODD_EVEN_DB:
+            return False
+        if _median(r[:, BASE]) >= SIREN_MAX_BASE_DB:
+            return False
+        if float(np.std(np.diff(r[:, LEVEL_DB]))) > SIREN_MAX_LEVEL_JITTER_DB:
+            return False
+        f = r[:, F_HZ]
+        steps = np.diff(f)
+        if rel_std > SIREN_STEADY_REL_STD and abs(steps.sum()) < SIREN_MIN_MONOTONY * np.abs(steps).sum():
+            return False
+        fit = np.polyval(np.polyfit(t, f, 2), t)
+        residual_hz = float(np.sqrt(np.mean((f - fit) ** 2)))
+        return residual_hz <= max(SIREN_MAX_RESIDUAL * f_mean, SIREN_MAX_RESIDUAL_BINS * bin_hz)
 
     def _yelp_pattern(self) -> list[tuple[str, float, int, str]]:
         """The dominant tone of the siren band sweeping fast, steadily one way then the other, in small steps,
@@ -513,6 +555,7 @@ class SafetyDetector:
             return []
         if (
             np.mean(r[:, SUB]) >= 0.5
+            or _median(r[:, SHARE]) < MIN_SHARE_DB
             or _median(r[:, P3]) < YELP_MIN_H3_DB
             or _median(r[:, R3]) < YELP_MIN_R3_DB
         ):
@@ -532,7 +575,7 @@ class SafetyDetector:
         """A new beep at the frequency of a short beep that ended 30-190 ms before: the CO cadence."""
         rows = track.recent(track.length)
         r = rows[~np.isnan(rows[:, F_HZ])]
-        if r.shape[0] < 3 or np.mean(r[:, SUB]) >= 0.5:
+        if r.shape[0] < 3 or np.mean(r[:, SUB]) >= 0.5 or _median(r[:, SHARE]) < MIN_SHARE_DB:
             return []
         f_now = float(np.median(r[:, F_HZ]))
         if (
@@ -561,8 +604,9 @@ class SafetyDetector:
             return []
         if (
             np.mean(rows[loud, SUB]) >= 0.5
+            or _median(rows[loud, SHARE]) < MIN_SHARE_DB
             or _median(rows[loud, PROM_DB]) < T4_MIN_PROMINENCE_DB
-            or _median(rows[loud, BASE]) >= ALARM_MAX_BASE_DB
+            or _median(rows[loud, BASE]) >= T4_MAX_BASE_DB
         ):
             return []
         filled = np.where(ok, level, np.nanmin(level) - T4_RISE_DB)

@@ -88,3 +88,41 @@ def test_update_takes_frames_of_its_own_extractor_only() -> None:
         SafetyDetector(16000, hold_s=0.0)
     assert detector.update(np.zeros((0, 257), dtype=np.float32)) == []
     assert detector.process(np.zeros(16000, dtype=np.float32)) == [] and not detector.active
+
+
+def square_tone(f_hz: np.ndarray, sample_rate_hz: int = 16000) -> np.ndarray:
+    """A square-wave-like tone (odd harmonics 1/k up to 4 kHz) following `f_hz` ((n,) Hz), (n,) float32,
+    at -20 dBFS over a quiet white floor (-60 dBFS)."""
+    phase = 2 * np.pi * np.cumsum(f_hz) / sample_rate_hz
+    tone = sum(np.where(k * f_hz < 4000.0, 1.0 / k, 0.0) * np.sin(k * phase) for k in (1, 3, 5, 7))
+    noise = np.random.default_rng(5).standard_normal(f_hz.shape[0]) * 1e-3
+    return (0.1 * tone / np.sqrt(np.mean(tone**2)) + noise).astype(np.float32)
+
+
+def siren_labels(samples: np.ndarray) -> list[str]:
+    detector = SafetyDetector(16000)
+    return [e.label for e in detector.process(samples) if e.end_s is None and e.label == "siren"]
+
+
+def test_two_tones_alternating_like_a_hi_lo_siren_are_a_siren_but_not_as_a_phone_trill() -> None:
+    t = np.arange(3 * 16000) / 16000
+    hi_lo = np.where((t * 1.0) % 1.0 < 0.5, 660.0, 880.0)  # a half-second per tone
+    trill = np.where((t * 20.0) % 1.0 < 0.5, 1100.0, 1350.0)  # 20 alternations a second
+    assert siren_labels(square_tone(hi_lo)) == ["siren"]
+    assert siren_labels(square_tone(trill)) == []
+
+
+def test_a_sweep_is_a_siren_but_a_sung_vibrato_on_the_same_tone_is_not() -> None:
+    t = np.arange(3 * 16000) / 16000
+    wail = 700.0 + 300.0 * (1 - np.cos(2 * np.pi * t / 3.0))  # 700 -> 1300 Hz over 1.5 s
+    vibrato = 700.0 * 2 ** (50 / 1200 * np.sin(2 * np.pi * 6.0 * t))  # 6 Hz, 50 cents
+    assert siren_labels(square_tone(wail)) == ["siren"]
+    assert siren_labels(square_tone(vibrato)) == []
+
+
+def test_a_pure_whistled_tone_sweeping_like_a_wail_is_no_siren() -> None:
+    t = np.arange(3 * 16000) / 16000
+    f_hz = 700.0 + 300.0 * (1 - np.cos(2 * np.pi * t / 3.0))
+    whistle = 0.1 * np.sin(2 * np.pi * np.cumsum(f_hz) / 16000)
+    noise = np.random.default_rng(6).standard_normal(t.size) * 1e-3
+    assert siren_labels((whistle + noise).astype(np.float32)) == []
