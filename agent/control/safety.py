@@ -8,19 +8,27 @@ like a harmonic of a lower fundamental, and the loudest peak at f/2..f/7. Peaks 
 into frequency tracks; the strongest peak of the siren band is also followed on its own (a yelp sweeps too
 fast for a track). Evidence is a recent trajectory that matches a pattern:
 
-- siren: a fundamental at 350-1800 Hz, no harmonic of a lower one, with odd harmonics (square-wave drive:
-  3rd within 25 dB, 2nd 10 dB below the 3rd) on a smooth trajectory (a hi-lo tone or a wail sweep); or the
-  siren band's strongest peak sweeping 20 % or more in ~190 ms, in small steady steps (yelp);
-- alarm: a tone at 2.3-3.9 kHz holding its pitch to 0.1 % and its level (temporal-three beep), or pulsing
-  with onsets 130-260 ms apart at one pitch, or two short beeps at one pitch (temporal-four CO cadence);
-  never with a loud peak at f/2..f/7 (a siren's 3rd or 5th harmonic lands in that band);
-- horn: a steady (pitch to 1 %, level to 4 dB and 15 dB/s) fundamental at 250-650 Hz with at least three of
-  harmonics 2..5 present and harmonics 4..8 within 14 dB (brassy); two-tone horns are found by either note.
+- siren: a fundamental at 400-1800 Hz, no harmonic of a lower one, with odd harmonics (square-wave drive:
+  3rd within 20 dB, 2nd 10 dB below the 3rd) on a smooth trajectory (a hi-lo tone or a wail sweep) at a
+  steady level, with no second tone a third away in the same frames (a phone's trill) and, when it moves,
+  moving one way (a sung vibrato goes up and down); or the siren band's strongest peak sweeping 20 % or
+  more in ~190 ms, in small steady steps, with its 3rd harmonic over its 2nd (yelp);
+- alarm: a tone at 2.3-3.9 kHz standing 20 dB out of the floor, holding its pitch to 0.06 % and its level
+  (temporal-three beep), or pulsing with onsets 130-260 ms apart at one pitch, or two short beeps at one
+  pitch (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or louder
+  than it (a pulsing one): a siren's 3rd or 5th harmonic lands in that band;
+- horn: a steady (pitch to 1 %, level to 4 dB and 15 dB/s) fundamental at 280-650 Hz with at least three of
+  harmonics 2..5 present, within 16 dB of each other, and harmonics 4..8 within 14 dB (brassy); two-tone
+  horns are found by either note.
 
-The thresholds were set on the synthetic scenes of `agent.control.scenes`; `agent.control.safety_bench`
-measures what they give. Evidence needs about 150 ms of a track, so a detection fires about 150-250 ms after
-the onset: the engine must be in pass-through within 300 ms. A detection ends once `hold_s` passes with no
-evidence of its label (for alarms at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
+Every pattern also wants its tone to carry a fair share of the frame's power (MIN_SHARE_DB): an emergency
+heard at SNR >= -5 dB is loud, a faint partial of music is not.
+
+The thresholds were set on the synthetic scenes of `agent.control.scenes` with seeds 0 and 1;
+`agent.control.safety_bench` measures what they give (report held-out seeds, e.g. 7 and 11). Evidence
+needs about 150 ms of a track, so a detection fires about 150-250 ms after the onset: the engine must be in
+pass-through within 300 ms. A detection ends once `hold_s` passes with no evidence of its label (for alarms
+at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ SIREN_BAND_HZ = (400.0, 1800.0)  # the lowest hi-lo tone, 435 Hz, drops 4 % when
 SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
 SIREN_THIRD_DB = (-20.0, 6.0)  # ... and near the fundamental (-9.5 dB square wave, +-room colour)
 SIREN_MAX_LEVEL_JITTER_DB = 6.5  # std of the frame-to-frame level change: a siren holds its level
+PARTNER_RATIOS = tuple(1.12 + 0.03 * i for i in range(10))  # 1.12 .. 1.39: a phone trill's two tones
+SIREN_MAX_PARTNER_DB = -10.0  # no second tone that close in pitch within 10 dB, frame after frame
 SIREN_STEADY_REL_STD = 0.008  # a trajectory moving more than this (relative std) must sweep one way:
 SIREN_MIN_MONOTONY = 0.6  # its net change at least this share of the distance it travels
 SIREN_MAX_RESIDUAL = 0.005  # rms off a quadratic fit to the trajectory, relative (reverb: sweeps jitter) ...
@@ -71,7 +81,8 @@ YELP_MAX_STEP = 0.3  # largest frequency step between frames, relative
 YELP_MIN_STEP = 0.015  # a step smaller than this (relative) is not sweeping ...
 YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold still, then jump)
 YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows over the floor ...
-YELP_MIN_R3_DB = -30.0  # ... and within 30 dB of the fundamental (a whistle is a pure tone)
+YELP_MIN_R3_DB = -22.0  # ... and within 22 dB of the fundamental (a whistle is a pure tone) ...
+YELP_MIN_ODD_EVEN_DB = 5.0  # ... and above the 2nd harmonic (a voice's or an instrument's 2nd is strong)
 ALARM_BAND_HZ = (2300.0, 3900.0)
 ALARM_MAX_REL_STD = 0.0006  # piezo sounders hold their pitch; a whistle wanders more than this
 ALARM_MAX_LEVEL_RANGE_DB = 6.0
@@ -104,9 +115,11 @@ HORN_MAX_SPREAD_DB = 16.0  # harmonics 2..5 within 16 dB of each other: a horn's
 # (else 0.0); median level of harmonics 4..8 relative to the peak (dB); the loudest peak at f/2 .. f/7
 # relative to the peak (dB; NO_PEAK_DB if none): a siren's 3rd or 5th harmonic in the alarm band has its
 # fundamental there; the peak's level relative to the frame's total power (dB): an emergency sound is loud,
-# its tone carries a fair share of what the microphone hears (a sine alone reads about -1.8 dB).
-F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH, BASE, SHARE = range(15)
-N_COLUMNS = 15
+# its tone carries a fair share of what the microphone hears (a sine alone reads about -1.8 dB); the
+# loudest peak a minor to a major third (PARTNER_RATIOS) above or below, relative to the peak (dB;
+# NO_PEAK_DB if none): a phone's trill sounds its two tones in every frame, a hi-lo siren one at a time.
+F_HZ, LEVEL_DB, PROM_DB, R2, R3, R4, R5, P2, P3, P4, P5, SUB, HIGH, BASE, SHARE, PARTNER = range(16)
+N_COLUMNS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +147,7 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     """The strongest tonal peaks of each frame and what surrounds them.
 
     power: (n, n_bins) linear power spectra. Returns (n, MAX_PEAKS, N_COLUMNS) float64 rows of
-    the columns named at the top of this module (F_HZ .. HIGH); the prominence is over the local spectral
+    the columns named at the top of this module (F_HZ .. PARTNER); the prominence is over the local spectral
     floor, the neighbour is the strongest other peak between 0.3 f and 0.95 f (-inf if none). Rows of absent
     peaks are NaN. Peaks are ordered strongest first.
     """
@@ -218,6 +231,13 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     out[:, :k, SUB] = harmonic_of_lower
     bases = np.stack([near(peak_map, f_hz / divisor) for divisor in range(2, 8)])
     out[:, :k, BASE] = np.maximum(np.max(np.nan_to_num(bases, nan=-np.inf), axis=0) - peak_level, NO_PEAK_DB)
+    apart = [  # targets 2 bins or more away from the peak (the +-1 bin search must not find the peak itself)
+        target for ratio in PARTNER_RATIOS for target in (f_hz * ratio, f_hz / ratio)
+    ]
+    partners = np.stack([np.where(np.abs(t - f_hz) >= 2 * bin_hz, near(peak_map, t), -np.inf) for t in apart])
+    out[:, :k, PARTNER] = np.maximum(
+        np.max(np.nan_to_num(partners, nan=-np.inf), axis=0) - peak_level, NO_PEAK_DB
+    )
     total_db = 10.0 * np.log10(np.sum(power, axis=1, dtype=np.float64) + 1e-12)
     out[:, :k, SHARE] = peak_level - total_db[:, None]
     out[:, :k][~valid] = np.nan
@@ -530,6 +550,8 @@ class SafetyDetector:
             return False
         if float(np.std(np.diff(r[:, LEVEL_DB]))) > SIREN_MAX_LEVEL_JITTER_DB:
             return False
+        if _median(r[:, PARTNER]) >= SIREN_MAX_PARTNER_DB:
+            return False
         f = r[:, F_HZ]
         steps = np.diff(f)
         if rel_std > SIREN_STEADY_REL_STD and abs(steps.sum()) < SIREN_MIN_MONOTONY * np.abs(steps).sum():
@@ -558,6 +580,7 @@ class SafetyDetector:
             or _median(r[:, SHARE]) < MIN_SHARE_DB
             or _median(r[:, P3]) < YELP_MIN_H3_DB
             or _median(r[:, R3]) < YELP_MIN_R3_DB
+            or _median(r[:, R3] - r[:, R2]) < YELP_MIN_ODD_EVEN_DB
         ):
             return []
         same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
