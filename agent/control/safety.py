@@ -280,19 +280,16 @@ class _Track:
     misses: int = 0
     length: int = 0  # frames since the start, misses included
     loudest_db: float = -np.inf
+    last_f_hz: float = float("nan")  # frequency of the last frame where the peak was found
 
     def append(self, row: np.ndarray) -> None:
         self.rows.append(row)
         self.length += 1
-        if row[LEVEL_DB] > self.loudest_db:
-            self.loudest_db = float(row[LEVEL_DB])
-
-    @property
-    def last_f_hz(self) -> float:
-        for row in reversed(self.rows):
-            if not np.isnan(row[F_HZ]):
-                return float(row[F_HZ])
-        return float("nan")
+        f_hz = float(row[F_HZ])
+        if f_hz == f_hz:  # found (not NaN)
+            self.last_f_hz = f_hz
+            if row[LEVEL_DB] > self.loudest_db:
+                self.loudest_db = float(row[LEVEL_DB])
 
     def predicted_f_hz(self) -> float:
         found = [r[F_HZ] for r in list(self.rows)[-3:] if not np.isnan(r[F_HZ])]
@@ -483,7 +480,8 @@ class SafetyDetector:
             found += self._tonal_patterns(track)
         if 3 <= track.length <= T4_MAX_GAP_FRAMES and self._bursts:
             found += self._t4_pattern(track)
-        if track.length >= T4_MIN_FRAMES:
+        near_alarm_band = ALARM_BAND_HZ[0] * 0.8 <= track.last_f_hz <= ALARM_BAND_HZ[1] * 1.25
+        if track.length >= T4_MIN_FRAMES and near_alarm_band:  # (the band test is cheap; the pattern is not)
             found += self._pulse_pattern(track)
         return found
 
