@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.local.shadow_service import BrokerEndpoint
 
@@ -88,20 +87,9 @@ class DeviceObserver:
         self._reported_count = 0
         self._reported_at = 0.0
         self._rejections: dict[str, dict[str, Any]] = {}  # clientToken -> error document
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"anc-observer-{secrets.token_hex(4)}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+        self._client = endpoint.paho_client(
+            client_id or f"anc-observer-{secrets.token_hex(4)}", clean_session=True
         )
-        if endpoint.uses_tls:
-            self._client.tls_set(
-                ca_certs=str(endpoint.tls_ca),
-                certfile=str(endpoint.tls_cert) if endpoint.tls_cert else None,
-                keyfile=str(endpoint.tls_key) if endpoint.tls_key else None,
-            )
-        if endpoint.username is not None:
-            self._client.username_pw_set(endpoint.username, endpoint.password)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

@@ -70,6 +70,24 @@ class BrokerEndpoint:
     def uses_tls(self) -> bool:
         return self.tls_ca is not None
 
+    def paho_client(self, client_id: str, *, clean_session: bool) -> mqtt.Client:
+        """An MQTT 3.1.1 paho client set up for this endpoint (TLS and credentials), not yet connected."""
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        if self.uses_tls:
+            client.tls_set(
+                ca_certs=str(self.tls_ca),
+                certfile=str(self.tls_cert) if self.tls_cert else None,
+                keyfile=str(self.tls_key) if self.tls_key else None,
+            )
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        return client
+
 
 def parse_request_topic(topic: str) -> tuple[Operation, str, str | None] | None:
     """(operation, thing, shadow name or None) of a shadow request topic; None for anything else."""
@@ -105,20 +123,7 @@ class ShadowService:
         self._endpoint = endpoint
         self._ready = threading.Event()
         self._pending_subscribe: int | None = None
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=not persistent_session,
-            protocol=mqtt.MQTTv311,
-        )
-        if endpoint.uses_tls:
-            self._client.tls_set(
-                ca_certs=str(endpoint.tls_ca),
-                certfile=str(endpoint.tls_cert) if endpoint.tls_cert else None,
-                keyfile=str(endpoint.tls_key) if endpoint.tls_key else None,
-            )
-        if endpoint.username is not None:
-            self._client.username_pw_set(endpoint.username, endpoint.password)
+        self._client = endpoint.paho_client(client_id, clean_session=not persistent_session)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
