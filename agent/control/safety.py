@@ -4,12 +4,14 @@ It runs on the control thread over the power spectra of `agent.control.features.
 Hann frames every 16 ms). Per frame it picks the strongest spectral peaks between 200 Hz and 4 kHz
 (parabolic interpolation on the dB spectrum) and measures, for each: its prominence over the local spectral
 floor, the level and prominence of its harmonics 2..5, the median level of harmonics 4..8, whether it looks
-like a harmonic of a lower fundamental, and the loudest peak at f/2..f/7. Peaks are linked across frames
+like a harmonic of a lower fundamental, and the loudest peak at f/2..f/7 (both judged on peaks within 0.35
+bin of f/d: an unrelated engine order or note a bin away is no fundamental). Peaks are linked across frames
 into frequency tracks; the strongest peak of the siren band is also followed on its own (a yelp sweeps too
 fast for a track). Evidence is a recent trajectory that matches a pattern:
 
 - siren: a fundamental at 400-1800 Hz, no harmonic of a lower one, with odd harmonics (square-wave drive:
-  3rd within 20 dB, 2nd 10 dB below the 3rd) on a smooth trajectory (a hi-lo tone or a wail sweep) at a
+  3rd within 20 dB, 2nd 14 dB below the fundamental and 10 dB below the 3rd, 5th within 30 dB where the
+  horn loudspeaker carries it) on a smooth trajectory (a hi-lo tone or a wail sweep) at a
   steady level, with no second tone a third away in the same frames (a phone's trill) and, when it moves,
   moving one way (a sung vibrato goes up and down); or the siren band's strongest peak sweeping 20 % or
   more in ~190 ms, in small steady steps, with its 3rd harmonic over its 2nd (yelp);
@@ -18,8 +20,8 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
   pitch (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or louder
   than it (a pulsing one): a siren's 3rd or 5th harmonic lands in that band;
 - horn: a steady (pitch to 1 %, level to 4 dB and 15 dB/s) fundamental at 280-650 Hz with at least three of
-  harmonics 2..5 present, within 16 dB of each other, and harmonics 4..8 within 14 dB (brassy); two-tone
-  horns are found by either note.
+  harmonics 2..5 present, within 16 dB of each other, harmonics 4..8 within 12.5 dB (brassy) and no louder
+  peak at f/2..f/7 (a note over its bass); two-tone horns are found by either note.
 
 Every pattern also wants its tone to carry a fair share of the frame's power (MIN_SHARE_DB): an emergency
 heard at SNR >= -5 dB is loud, a faint partial of music is not.
@@ -53,6 +55,7 @@ FLOOR_GAP_BINS = 2  # ... leaving out +-2 bins around the peak
 HARMONIC_PRESENT_DB = 6.0  # prominence at which a harmonic counts as present
 MIN_SHARE_DB = -20.0  # a tone this far below the frame's total power is no emergency heard at SNR >= -5 dB
 NEIGHBOUR_MIN_HZ = 60.0  # lowest frequency searched for a peak's lower neighbours
+HARMONIC_MATCH_BINS = 0.35  # a lower fundamental's peak lies this close (bins) to f / d
 SUBHARMONIC_LEVEL_DB = 10.0  # a lower neighbour counts when within 10 dB of the peak's level
 MAX_MISSES = 2  # frames a track may lose its peak before it ends
 MAX_TRACKS = 14
@@ -64,7 +67,11 @@ STEADY_FRAMES = 9  # ~160 ms of frames for the steady-tone and sweep patterns
 YELP_FRAMES = 12
 SIREN_BAND_HZ = (400.0, 1800.0)  # the lowest hi-lo tone, 435 Hz, drops 4 % when the vehicle drives away
 SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
-SIREN_THIRD_DB = (-20.0, 6.0)  # ... and near the fundamental (-9.5 dB square wave, +-room colour)
+SIREN_THIRD_DB = (-20.0, 6.0)  # ... and near the fundamental (-9.5 dB square wave, +-room colour) ...
+SIREN_MAX_SECOND_DB = -14.0  # ... and the 2nd far below the fundamental (a note's 2nd is near -6 dB)
+SIREN_MIN_FIFTH_DB = -30.0  # ... and the 5th near -14 dB too (a voice's falls away) ...
+SIREN_MIN_FIFTH_PROMINENCE_DB = 12.0  # ... standing out of the floor ...
+SIREN_FIFTH_CHECK_HZ = 4500.0  # ... where the horn loudspeaker still carries it
 SIREN_MAX_LEVEL_JITTER_DB = 6.5  # std of the frame-to-frame level change: a siren holds its level
 PARTNER_RATIOS = tuple(1.12 + 0.03 * i for i in range(10))  # 1.12 .. 1.39: a phone trill's two tones
 SIREN_MAX_PARTNER_DB = -10.0  # no second tone that close in pitch within 10 dB, frame after frame
@@ -105,7 +112,8 @@ HORN_BAND_HZ = (280.0, 650.0)  # car horns sound at 300-550 Hz; below sit chords
 HORN_MAX_REL_STD = 0.01
 HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
-HORN_MIN_HIGH_DB = -14.0  # brassy: harmonics 4..8 typically within 14 dB of the fundamental
+HORN_MIN_HIGH_DB = -12.5  # brassy: harmonics 4..8 typically within 12.5 dB of the fundamental
+HORN_MAX_BASE_DB = 0.0  # no louder peak at f/2 .. f/7: a note of a chord or tune over its bass is no horn
 HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level; a plucked or struck note decays
 HORN_MAX_SPREAD_DB = 16.0  # harmonics 2..5 within 16 dB of each other: a horn's fall off smoothly, a chord's
 # (or two tones' mixed) do not
@@ -216,12 +224,31 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     peak_map[:, inner] = np.where(
         local_max & (prominence[:, inner] >= HARMONIC_PRESENT_DB), level[:, inner], -np.inf
     )
+    # Where each local maximum really sits (parabolic interpolation), to hold a lower fundamental to its
+    # harmonic ratio: the +-1 bin of `near` spans +-47 Hz, wide enough for an unrelated engine order or
+    # note to pass for the fundamental under a siren.
+    lo_l, mid_l, hi_l = level[:, :-2], level[:, inner], level[:, 2:]
+    curve = lo_l - 2 * mid_l + hi_l
+    offset = np.where(curve < 0, 0.5 * (lo_l - hi_l) / np.where(curve < 0, curve, -1.0), 0.0)
+    peak_f = np.full_like(level, np.nan)
+    peak_f[:, inner] = (np.arange(1, n_bins - 1) + offset) * bin_hz
+
+    def near_peak(f_target_hz: np.ndarray) -> np.ndarray:
+        """Level of the loudest peak within HARMONIC_MATCH_BINS of each target frequency; -inf if none."""
+        centre_bin = np.clip(np.rint(f_target_hz / bin_hz).astype(np.int64), 1, n_bins - 2)
+        best = np.full(f_target_hz.shape, -np.inf)
+        for shift in (-1, 0, 1):
+            cb = centre_bin + shift
+            close = np.abs(peak_f[rows, cb] - f_target_hz) <= HARMONIC_MATCH_BINS * bin_hz
+            best = np.maximum(best, np.where(close, peak_map[rows, cb], -np.inf))
+        return best
+
     harmonic_of_lower = np.zeros(f_hz.shape, dtype=bool)
     for divisor in range(2, 7):
         support = np.zeros(f_hz.shape, dtype=np.int64)
         for multiple in range(1, divisor):
             target = f_hz * multiple / divisor
-            neighbour = np.where(target >= NEIGHBOUR_MIN_HZ, near(peak_map, target), -np.inf)
+            neighbour = np.where(target >= NEIGHBOUR_MIN_HZ, near_peak(target), -np.inf)
             support += neighbour >= peak_level - SUBHARMONIC_LEVEL_DB
             if (
                 multiple == 1 and divisor <= 3
@@ -229,7 +256,7 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
                 harmonic_of_lower |= neighbour >= peak_level - (0.0 if divisor == 2 else 6.0)
         harmonic_of_lower |= support >= (2 if divisor == 3 else divisor - 2 if divisor >= 4 else 99)
     out[:, :k, SUB] = harmonic_of_lower
-    bases = np.stack([near(peak_map, f_hz / divisor) for divisor in range(2, 8)])
+    bases = np.stack([near_peak(f_hz / divisor) for divisor in range(2, 8)])
     out[:, :k, BASE] = np.maximum(np.max(np.nan_to_num(bases, nan=-np.inf), axis=0) - peak_level, NO_PEAK_DB)
     apart = [  # targets 2 bins or more away from the peak (the +-1 bin search must not find the peak itself)
         target for ratio in PARTNER_RATIOS for target in (f_hz * ratio, f_hz / ratio)
@@ -527,6 +554,7 @@ class SafetyDetector:
                 and abs(slope_db_s) <= HORN_MAX_SLOPE_DB_S
                 and sum(present) >= HORN_MIN_HARMONICS
                 and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
+                and _median(r[:, BASE]) < HORN_MAX_BASE_DB
                 and np.ptp([_median(r[:, column]) for column in (R2, R3, R4, R5)]) <= HORN_MAX_SPREAD_DB
             ):
                 found.append(("horn", confidence, track.start_index, "horn-stack"))
@@ -544,7 +572,13 @@ class SafetyDetector:
             return False
         if _median(r[:, P3]) < HARMONIC_PRESENT_DB or _median(r[:, R3] - r[:, R2]) < SIREN_MIN_ODD_EVEN_DB:
             return False
+        if _median(r[:, R2]) > SIREN_MAX_SECOND_DB:
+            return False
         if _median(r[:, BASE]) >= SIREN_MAX_BASE_DB:
+            return False
+        if 5 * f_mean <= SIREN_FIFTH_CHECK_HZ and (
+            _median(r[:, R5]) < SIREN_MIN_FIFTH_DB or _median(r[:, P5]) < SIREN_MIN_FIFTH_PROMINENCE_DB
+        ):
             return False
         if float(np.std(np.diff(r[:, LEVEL_DB]))) > SIREN_MAX_LEVEL_JITTER_DB:
             return False

@@ -126,3 +126,28 @@ def test_a_pure_whistled_tone_sweeping_like_a_wail_is_no_siren() -> None:
     whistle = 0.1 * np.sin(2 * np.pi * np.cumsum(f_hz) / 16000)
     noise = np.random.default_rng(6).standard_normal(t.size) * 1e-3
     assert siren_labels((whistle + noise).astype(np.float32)) == []
+
+
+def sine(f_hz: float, seconds: float, dbfs: float) -> np.ndarray:
+    t = np.arange(round(seconds * 16000)) / 16000
+    return (10 ** (dbfs / 20) * np.sqrt(2) * np.sin(2 * np.pi * f_hz * t)).astype(np.float32)
+
+
+def test_a_louder_tone_near_half_the_sirens_pitch_does_not_make_it_a_harmonic() -> None:
+    # An engine order 18 Hz (0.6 bin) off f/2 under a steady 620 Hz siren tone: within the +-1 bin any
+    # peak search allows, but no fundamental of it. An exact f/2 (a real lower fundamental) still is.
+    steady = square_tone(np.full(3 * 16000, 620.0))
+    assert siren_labels(steady + sine(328.0, 3.0, -18.0)) == ["siren"]
+    assert siren_labels(steady + sine(310.0, 3.0, -18.0)) == []
+
+
+def test_a_note_with_a_strong_second_harmonic_is_no_siren() -> None:
+    # A played note (2nd harmonic at -6 dB) with another note's partial on its 3rd harmonic, 5 dB over it:
+    # the 3rd stands 10 dB over the 2nd as a siren's does, but a square-wave drive has its 2nd far below.
+    t = np.arange(3 * 16000) / 16000
+    phase = 2 * np.pi * 620.0 * t
+    note = sum(a * np.sin(k * phase) for k, a in ((1, 1.0), (2, 0.5), (3, 1.8), (5, 1 / 5), (7, 1 / 7)))
+    noise = np.random.default_rng(7).standard_normal(t.size) * 1e-3
+    assert siren_labels((0.1 * note + noise).astype(np.float32)) == []
+    odd_only = sum(a * np.sin(k * phase) for k, a in ((1, 1.0), (3, 1.8), (5, 1 / 5), (7, 1 / 7)))
+    assert siren_labels((0.1 * odd_only + noise).astype(np.float32)) == ["siren"]
