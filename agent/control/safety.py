@@ -64,7 +64,7 @@ TRACK_MAX_STEP = 0.2  # ... or this share of its frequency in the siren band (a 
 TONE_MAX_STEP = 0.02  # ... and this share above it (alarms hold their pitch: keep their tracks apart)
 
 STEADY_FRAMES = 9  # ~160 ms of frames for the steady-tone and sweep patterns
-YELP_FRAMES = 12
+YELP_FRAMES = 10
 SIREN_BAND_HZ = (400.0, 1800.0)  # the lowest hi-lo tone, 435 Hz, drops 4 % when the vehicle drives away
 SIREN_MIN_ODD_EVEN_DB = 10.0  # square-wave drive: the 3rd harmonic well above the 2nd ...
 SIREN_THIRD_DB = (-20.0, 6.0)  # ... and near the fundamental (-9.5 dB square wave, +-room colour) ...
@@ -88,8 +88,9 @@ YELP_MAX_STEP = 0.3  # largest frequency step between frames, relative
 YELP_MIN_STEP = 0.015  # a step smaller than this (relative) is not sweeping ...
 YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold still, then jump)
 YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows over the floor ...
-YELP_MIN_R3_DB = -22.0  # ... and within 22 dB of the fundamental (a whistle is a pure tone) ...
+YELP_MIN_R3_DB = -18.5  # ... and within 18.5 dB of the fundamental (a whistle is a pure tone) ...
 YELP_MIN_ODD_EVEN_DB = 5.0  # ... and above the 2nd harmonic (a voice's or an instrument's 2nd is strong)
+YELP_MAX_P5_DB = 16.0  # a sweep this fast smears its 5th harmonic into the floor; a held tone's stands out
 ALARM_BAND_HZ = (2300.0, 3900.0)
 ALARM_MAX_REL_STD = 0.0006  # piezo sounders hold their pitch; a whistle wanders more than this
 ALARM_MAX_LEVEL_RANGE_DB = 6.0
@@ -613,6 +614,7 @@ class SafetyDetector:
             or _median(r[:, P3]) < YELP_MIN_H3_DB
             or _median(r[:, R3]) < YELP_MIN_R3_DB
             or _median(r[:, R3] - r[:, R2]) < YELP_MIN_ODD_EVEN_DB
+            or _median(r[:, P5]) > YELP_MAX_P5_DB
         ):
             return []
         same_way = float(np.mean(np.sign(steps[1:]) == np.sign(steps[:-1])))
