@@ -26,8 +26,8 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
 Every pattern also wants its tone to carry a fair share of the frame's power (MIN_SHARE_DB): an emergency
 heard at SNR >= -5 dB is loud, a faint partial of music is not.
 
-The thresholds were set on the synthetic scenes of `agent.control.scenes` with seeds 0 and 1;
-`agent.control.safety_bench` measures what they give (report held-out seeds, e.g. 7 and 11). Evidence
+The thresholds were set on the synthetic scenes of `agent.control.scenes` with seeds 0 to 5;
+`agent.control.safety_bench` measures what they give (report held-out seeds, e.g. 7, 11, 13 and 17). Evidence
 needs about 150 ms of a track, so a detection fires about 150-250 ms after the onset: the engine must be in
 pass-through within 300 ms. A detection ends once `hold_s` passes with no evidence of its label (for alarms
 at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
