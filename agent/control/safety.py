@@ -19,9 +19,10 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
   (temporal-three beep), or pulsing with onsets 130-260 ms apart at one pitch, or two short beeps at one
   pitch (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or louder
   than it (a pulsing one): a siren's 3rd or 5th harmonic lands in that band;
-- horn: a steady (pitch to 1 %, level to 4 dB and 15 dB/s) fundamental at 280-650 Hz with at least three of
-  harmonics 2..5 present, within 16 dB of each other, harmonics 4..8 within 12.5 dB (brassy) and no louder
-  peak at f/2..f/7 (a note over its bass); two-tone horns are found by either note.
+- horn: a steady (pitch to 1 %, level to 4 dB, rising at most 15 dB/s, falling at most 8 dB/s: a ringing
+  note dies away faster) fundamental at 280-650 Hz with at least three of harmonics 2..5 present, within
+  16 dB of each other, harmonics 4..8 within 12.5 dB (brassy) and no louder peak at f/2..f/7 (a note over
+  its bass); two-tone horns are found by either note.
 
 Every pattern also wants its tone to carry a fair share of the frame's power (MIN_SHARE_DB): an emergency
 heard at SNR >= -5 dB is loud, a faint partial of music is not.
@@ -115,7 +116,8 @@ HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
 HORN_MIN_HIGH_DB = -12.5  # brassy: harmonics 4..8 typically within 12.5 dB of the fundamental
 HORN_MAX_BASE_DB = 0.0  # no louder peak at f/2 .. f/7: a note of a chord or tune over its bass is no horn
-HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level; a plucked or struck note decays
+HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level (or builds up in the room) ...
+HORN_MAX_DECAY_DB_S = 8.0  # ... where a plucked, struck or sung note decays
 HORN_MAX_SPREAD_DB = 16.0  # harmonics 2..5 within 16 dB of each other: a horn's fall off smoothly, a chord's
 # (or two tones' mixed) do not
 
@@ -552,7 +554,7 @@ class SafetyDetector:
             present = [_median(r[:, column]) >= HARMONIC_PRESENT_DB for column in (P2, P3, P4, P5)]
             if (
                 level_range <= HORN_MAX_LEVEL_RANGE_DB
-                and abs(slope_db_s) <= HORN_MAX_SLOPE_DB_S
+                and -HORN_MAX_DECAY_DB_S <= slope_db_s <= HORN_MAX_SLOPE_DB_S
                 and sum(present) >= HORN_MIN_HARMONICS
                 and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
                 and _median(r[:, BASE]) < HORN_MAX_BASE_DB
