@@ -12,7 +12,8 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
 - siren: a fundamental at 400-1800 Hz, no harmonic of a lower one, with odd harmonics (square-wave drive:
   3rd within 20 dB, 2nd 14 dB below the fundamental and 10 dB below the 3rd, 5th within 30 dB where the
   horn loudspeaker carries it) on a smooth trajectory (a hi-lo tone or a wail sweep) at a
-  steady level, with no second tone a third away in the same frames (a phone's trill) and, when it moves,
+  steady level, with no second tone a third away in the same frames (a phone's trill: within 6 dB, or within
+  10 dB with the level jumping from frame to frame) and, when it moves,
   moving one way (a sung vibrato goes up and down); or the siren band's strongest peak sweeping 20 % or
   more in ~190 ms, in small steady steps, with its 3rd harmonic over its 2nd (yelp);
 - alarm: a tone at 2.3-3.9 kHz standing 20 dB out of the floor, holding its pitch to 0.06 % and its level
@@ -75,7 +76,9 @@ SIREN_MIN_FIFTH_PROMINENCE_DB = 12.0  # ... standing out of the floor ...
 SIREN_FIFTH_CHECK_HZ = 4500.0  # ... where the horn loudspeaker still carries it
 SIREN_MAX_LEVEL_JITTER_DB = 6.5  # std of the frame-to-frame level change: a siren holds its level
 PARTNER_RATIOS = tuple(1.12 + 0.03 * i for i in range(10))  # 1.12 .. 1.39: a phone trill's two tones
-SIREN_MAX_PARTNER_DB = -10.0  # no second tone that close in pitch within 10 dB, frame after frame
+SIREN_MAX_PARTNER_DB = -6.0  # no second tone that close in pitch within 6 dB, frame after frame (a chord's
+SIREN_MAX_TRILL_PARTNER_DB = -10.0  # third may be; a trill's tones come within 10 dB with the level jumping
+SIREN_TRILL_JITTER_DB = 4.5  # from frame to frame, as each frame catches more of one tone or the other)
 SIREN_STEADY_REL_STD = 0.008  # a trajectory moving more than this (relative std) must sweep one way:
 SIREN_MIN_MONOTONY = 0.6  # its net change at least this share of the distance it travels
 SIREN_MAX_RESIDUAL = 0.005  # rms off a quadratic fit to the trajectory, relative (reverb: sweeps jitter) ...
@@ -91,7 +94,8 @@ YELP_MIN_MOVING = 0.6  # ... and most steps must sweep (notes of a tune hold sti
 YELP_MIN_H3_DB = 4.0  # the third harmonic, smeared by the sweep, still shows over the floor ...
 YELP_MIN_R3_DB = -18.5  # ... and within 18.5 dB of the fundamental (a whistle is a pure tone) ...
 YELP_MIN_ODD_EVEN_DB = 5.0  # ... and above the 2nd harmonic (a voice's or an instrument's 2nd is strong)
-YELP_MAX_P5_DB = 16.0  # a sweep this fast smears its 5th harmonic into the floor; a held tone's stands out
+YELP_MAX_P3_DB = 24.0  # a sweep this fast smears its harmonics: the 3rd stands at most 24 dB out of the
+YELP_MAX_P5_DB = 16.0  # floor, the 5th at most 16 dB; a held (or vibrato) tone's stand further out
 ALARM_BAND_HZ = (2300.0, 3900.0)
 ALARM_MAX_REL_STD = 0.0006  # piezo sounders hold their pitch; a whistle wanders more than this
 ALARM_MAX_LEVEL_RANGE_DB = 6.0
@@ -583,9 +587,13 @@ class SafetyDetector:
             _median(r[:, R5]) < SIREN_MIN_FIFTH_DB or _median(r[:, P5]) < SIREN_MIN_FIFTH_PROMINENCE_DB
         ):
             return False
-        if float(np.std(np.diff(r[:, LEVEL_DB]))) > SIREN_MAX_LEVEL_JITTER_DB:
+        jitter_db = float(np.std(np.diff(r[:, LEVEL_DB])))
+        if jitter_db > SIREN_MAX_LEVEL_JITTER_DB:
             return False
-        if _median(r[:, PARTNER]) >= SIREN_MAX_PARTNER_DB:
+        partner_db = _median(r[:, PARTNER])
+        if partner_db >= SIREN_MAX_PARTNER_DB or (
+            partner_db >= SIREN_MAX_TRILL_PARTNER_DB and jitter_db >= SIREN_TRILL_JITTER_DB
+        ):
             return False
         f = r[:, F_HZ]
         steps = np.diff(f)
@@ -616,6 +624,7 @@ class SafetyDetector:
             or _median(r[:, P3]) < YELP_MIN_H3_DB
             or _median(r[:, R3]) < YELP_MIN_R3_DB
             or _median(r[:, R3] - r[:, R2]) < YELP_MIN_ODD_EVEN_DB
+            or _median(r[:, P3]) > YELP_MAX_P3_DB
             or _median(r[:, P5]) > YELP_MAX_P5_DB
         ):
             return []

@@ -174,3 +174,12 @@ def test_a_held_brassy_tone_is_a_horn_but_the_same_tone_dying_away_like_a_note_i
     # Heard from 0.3 s into the sound: at its very onset a note's decay hides under its attack.
     assert horn_labels(brassy_tone(420.0, 0.0)[4800:]) == ["horn"]
     assert horn_labels(brassy_tone(420.0, 11.0)[4800:]) == []  # a note ringing out at 11 dB/s
+
+
+def test_a_steady_tone_a_third_away_does_not_hide_a_siren_but_a_trill_is_still_no_siren() -> None:
+    # A chord's third 8 dB under a hi-lo tone (music behind the siren): steady, so no trill.
+    t = np.arange(3 * 16000) / 16000
+    third = (0.1318 * 10 ** (-8 / 20) * np.sin(2 * np.pi * 775.0 * t)).astype(np.float32)
+    assert siren_labels(square_tone(np.full(t.size, 620.0)) + third) == ["siren"]
+    trill = np.where((t * 20.0) % 1.0 < 0.5, 620.0, 775.0)
+    assert siren_labels(square_tone(trill)) == []
