@@ -15,11 +15,11 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
   steady level, with no second tone a third away in the same frames (a phone's trill: within 6 dB, or within
   10 dB with the level jumping from frame to frame) and, when it moves,
   moving one way (a sung vibrato goes up and down); or the siren band's strongest peak sweeping 20 % or
-  more in ~190 ms, in small steady steps, with its 3rd harmonic over its 2nd (yelp);
+  more in ~160 ms, in small steady steps, with its smeared 3rd harmonic over its 2nd (yelp);
 - alarm: a tone at 2.3-3.9 kHz standing 20 dB out of the floor, holding its pitch to 0.06 % and its level
   (temporal-three beep), or pulsing with onsets 130-260 ms apart at one pitch, or two short beeps at one
-  pitch (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or louder
-  than it (a pulsing one): a siren's 3rd or 5th harmonic lands in that band;
+  pitch, to 0.2 % (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or
+  louder than it (pulses, beeps): a siren's 3rd or 5th harmonic, or a note's, lands in that band;
 - horn: a steady (pitch to 1 %, level to 4 dB, rising at most 15 dB/s, falling at most 8 dB/s: a ringing
   note dies away faster) fundamental at 280-650 Hz with at least three of harmonics 2..5 present, within
   16 dB of each other, harmonics 4..8 within 12.5 dB (brassy) and no louder peak at f/2..f/7 (a note over
@@ -113,7 +113,7 @@ ALARM_MIN_PROMINENCE_DB = 20.0  # a piezo tone stands far out of the floor; a fo
 T4_BURST_FRAMES = (3, 10)  # an isolated beep of 60-180 ms, seen in 3 to 10 frames
 T4_BURST_MIN_PROMINENCE_DB = 12.0
 T4_MAX_GAP_FRAMES = 12
-T4_MAX_FREQ_DIFF = 0.015
+T4_MAX_FREQ_DIFF = 0.002  # beep to beep, a piezo sounder holds its pitch to 0.2 % (a whistled note does not)
 HORN_BAND_HZ = (280.0, 650.0)  # car horns sound at 300-550 Hz; below sit chords, bass notes and engine orders
 HORN_MAX_REL_STD = 0.01
 HORN_MAX_LEVEL_RANGE_DB = 4.0
@@ -643,7 +643,12 @@ class SafetyDetector:
         """A new beep at the frequency of a short beep that ended 30-190 ms before: the CO cadence."""
         rows = track.recent(track.length)
         r = rows[~np.isnan(rows[:, F_HZ])]
-        if r.shape[0] < 3 or np.mean(r[:, SUB]) >= 0.5 or _median(r[:, SHARE]) < MIN_SHARE_DB:
+        if (
+            r.shape[0] < 3
+            or np.mean(r[:, SUB]) >= 0.5
+            or _median(r[:, SHARE]) < MIN_SHARE_DB
+            or _median(r[:, BASE]) >= T4_MAX_BASE_DB
+        ):
             return []
         f_now = float(np.median(r[:, F_HZ]))
         if (
