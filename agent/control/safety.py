@@ -178,6 +178,15 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     floor = (window_sum(w) - window_sum(g)) / (2 * (w - g))
     prominence = level - floor
 
+    # Where each local maximum really sits: parabolic interpolation on the dB spectrum, an offset in bins for
+    # every inner bin. It places the frame's top peaks and holds a lower fundamental to its harmonic ratio.
+    inner = slice(1, n_bins - 1)
+    before, here, after = level[:, :-2], level[:, inner], level[:, 2:]
+    curve = before - 2 * here + after
+    offset = np.zeros_like(level)
+    offset[:, inner] = np.where(curve < 0, 0.5 * (before - after) / np.where(curve < 0, curve, -1.0), 0.0)
+    peak_f = (np.arange(n_bins) + offset) * bin_hz
+
     lo = max(2, int(np.ceil(PEAK_BAND_HZ[0] / bin_hz)))
     hi = min(n_bins - 2, int(PEAK_BAND_HZ[1] / bin_hz), int(0.45 * sample_rate_hz / bin_hz))
     centre = level[:, lo:hi]
@@ -194,13 +203,12 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     valid = np.isfinite(np.take_along_axis(ranked, top, axis=1))
     bins = top + lo
     rows = np.arange(n)[:, None]
-    a, b, c = level[rows, bins - 1], level[rows, bins], level[rows, bins + 1]
-    denom = a - 2 * b + c
-    delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
     out = np.full((n, MAX_PEAKS, N_COLUMNS), np.nan)
-    f_hz = (bins + delta) * bin_hz
+    f_hz = peak_f[rows, bins]
     out[:, :k, F_HZ] = f_hz
-    out[:, :k, LEVEL_DB] = b - 0.25 * (a - c) * delta
+    out[:, :k, LEVEL_DB] = (
+        level[rows, bins] - 0.25 * (level[rows, bins - 1] - level[rows, bins + 1]) * offset[rows, bins]
+    )
     out[:, :k, PROM_DB] = prominence[rows, bins]
 
     def near(spectrum: np.ndarray, f_target_hz: np.ndarray) -> np.ndarray:
@@ -226,22 +234,15 @@ def peak_features(power: np.ndarray, bin_hz: float, sample_rate_hz: int) -> np.n
     # at g near f's level (d <= 3) nor peaks at most lower multiples of g (all for d = 3, d - 2 of them for
     # d >= 4) within SUBHARMONIC_LEVEL_DB of f. A harmonic of speech, music, an engine or a siren has those.
     peak_map = np.full_like(level, -np.inf)
-    inner = slice(1, n_bins - 1)
     local_max = (level[:, inner] > level[:, :-2]) & (level[:, inner] >= level[:, 2:])
     peak_map[:, inner] = np.where(
         local_max & (prominence[:, inner] >= HARMONIC_PRESENT_DB), level[:, inner], -np.inf
     )
-    # Where each local maximum really sits (parabolic interpolation), to hold a lower fundamental to its
-    # harmonic ratio: the +-1 bin of `near` spans +-47 Hz, wide enough for an unrelated engine order or
-    # note to pass for the fundamental under a siren.
-    lo_l, mid_l, hi_l = level[:, :-2], level[:, inner], level[:, 2:]
-    curve = lo_l - 2 * mid_l + hi_l
-    offset = np.where(curve < 0, 0.5 * (lo_l - hi_l) / np.where(curve < 0, curve, -1.0), 0.0)
-    peak_f = np.full_like(level, np.nan)
-    peak_f[:, inner] = (np.arange(1, n_bins - 1) + offset) * bin_hz
 
     def near_peak(f_target_hz: np.ndarray) -> np.ndarray:
-        """Level of the loudest peak within HARMONIC_MATCH_BINS of each target frequency; -inf if none."""
+        """Level of the loudest peak within HARMONIC_MATCH_BINS of each target frequency; -inf if none. (The
+        +-1 bin of `near` spans +-47 Hz at 16 kHz: an unrelated engine order or note would pass for the
+        fundamental under a siren.)"""
         centre_bin = np.clip(np.rint(f_target_hz / bin_hz).astype(np.int64), 1, n_bins - 2)
         best = np.full(f_target_hz.shape, -np.inf)
         for shift in (-1, 0, 1):
