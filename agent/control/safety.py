@@ -115,10 +115,12 @@ T4_BURST_MIN_PROMINENCE_DB = 12.0
 T4_MAX_GAP_FRAMES = 12
 T4_MAX_FREQ_DIFF = 0.002  # beep to beep, a piezo sounder holds its pitch to 0.2 % (a whistled note does not)
 HORN_BAND_HZ = (280.0, 650.0)  # car horns sound at 300-550 Hz; below sit chords, bass notes and engine orders
-HORN_MAX_REL_STD = 0.01
+HORN_MAX_REL_STD = 0.013  # a steady horn's pitch read frame by frame wanders up to ~1 % over music, speech
 HORN_MAX_LEVEL_RANGE_DB = 4.0
 HORN_MIN_HARMONICS = 3  # of harmonics 2..5
-HORN_MIN_HIGH_DB = -12.5  # brassy: harmonics 4..8 typically within 12.5 dB of the fundamental
+HORN_MIN_HIGH_DB = -12.5  # brassy: harmonics 4..8 typically within 12.5 dB of the fundamental ...
+HORN_MIN_TILT_DB = -9.0  # ... and at most 9 dB under the 2nd (or the fundamental, if a room mode lifts the
+# 2nd over it): a horn rises to its 2-3 kHz resonance, a note (its 2nd doubled an octave up) falls away
 HORN_MAX_BASE_DB = 0.0  # no louder peak at f/2 .. f/7: a note of a chord or tune over its bass is no horn
 HORN_MAX_SLOPE_DB_S = 15.0  # a horn holds its level (or builds up in the room) ...
 HORN_MAX_DECAY_DB_S = 8.0  # ... where a plucked, struck or sung note decays
@@ -562,6 +564,7 @@ class SafetyDetector:
                 and -HORN_MAX_DECAY_DB_S <= slope_db_s <= HORN_MAX_SLOPE_DB_S
                 and sum(present) >= HORN_MIN_HARMONICS
                 and _median(r[:, HIGH]) >= HORN_MIN_HIGH_DB
+                and _median(r[:, HIGH] - np.minimum(r[:, R2], 0.0)) >= HORN_MIN_TILT_DB
                 and _median(r[:, BASE]) < HORN_MAX_BASE_DB
                 and np.ptp([_median(r[:, column]) for column in (R2, R3, R4, R5)]) <= HORN_MAX_SPREAD_DB
             ):

@@ -176,6 +176,19 @@ def test_a_held_brassy_tone_is_a_horn_but_the_same_tone_dying_away_like_a_note_i
     assert horn_labels(brassy_tone(420.0, 11.0)[4800:]) == []  # a note ringing out at 11 dB/s
 
 
+def test_a_note_doubled_at_the_octave_is_no_horn() -> None:
+    # A held note with a second one an octave above: its "2nd harmonic" stands level with the fundamental
+    # and harmonics 4..8 (median -11.6 dB) look brassy enough, but they fall 11 dB under the 2nd where a
+    # horn's rise towards its 2-3 kHz resonance.
+    t = np.arange(round(1.5 * 16000)) / 16000
+    amplitude = {1: 1.0, 2: 1.0, 3: 0.35, 4: 0.38, 5: 0.28, 6: 0.32, 7: 0.22, 8: 0.28}
+    stack = sum(a * np.sin(2 * np.pi * k * 420.0 * t + k * k) for k, a in amplitude.items())
+    noise = np.random.default_rng(9).standard_normal(t.size) * 1e-3
+    samples = (0.1 * stack / np.sqrt(np.mean(stack**2)) + noise).astype(np.float32)
+    assert horn_labels(samples[4800:]) == []
+    assert horn_labels(brassy_tone(420.0, 0.0)[4800:]) == ["horn"]
+
+
 def test_a_steady_tone_a_third_away_does_not_hide_a_siren_but_a_trill_is_still_no_siren() -> None:
     # A chord's third 8 dB under a hi-lo tone (music behind the siren): steady, so no trill.
     t = np.arange(3 * 16000) / 16000
