@@ -20,16 +20,17 @@ fast for a track). Evidence is a recent trajectory that matches a pattern:
   (temporal-three beep), or pulsing with onsets 130-260 ms apart at one pitch, or two short beeps at one
   pitch, to 0.2 % (temporal-four CO cadence); never with a peak at f/2..f/7 within 10 dB (a steady tone) or
   louder than it (pulses, beeps): a siren's 3rd or 5th harmonic, or a note's, lands in that band;
-- horn: a steady (pitch to 1 %, level to 4 dB, rising at most 15 dB/s, falling at most 8 dB/s: a ringing
+- horn: a steady (pitch to 1.3 %, level to 4 dB, rising at most 15 dB/s, falling at most 8 dB/s: a ringing
   note dies away faster) fundamental at 280-650 Hz with at least three of harmonics 2..5 present, within
-  16 dB of each other, harmonics 4..8 within 12.5 dB (brassy) and no louder peak at f/2..f/7 (a note over
-  its bass); two-tone horns are found by either note.
+  16 dB of each other, harmonics 4..8 within 12.5 dB of it and 9 dB of the 2nd (brassy: rising to a 2-3 kHz
+  resonance; a note doubled at the octave falls away) and no louder peak at f/2..f/7 (a note over its
+  bass); two-tone horns are found by either note.
 
 Every pattern also wants its tone to carry a fair share of the frame's power (MIN_SHARE_DB): an emergency
 heard at SNR >= -5 dB is loud, a faint partial of music is not.
 
-The thresholds were set on the synthetic scenes of `agent.control.scenes` with seeds 0 to 5;
-`agent.control.safety_bench` measures what they give (report held-out seeds, e.g. 7, 11, 13 and 17). Evidence
+The thresholds were set on the synthetic scenes of `agent.control.scenes` with seeds 0 to 19 and 23;
+`agent.control.safety_bench` measures what they give (report held-out seeds, e.g. 29, 31, 37 and 41). Evidence
 needs about 150 ms of a track, so a detection fires about 150-250 ms after the onset: the engine must be in
 pass-through within 300 ms. A detection ends once `hold_s` passes with no evidence of its label (for alarms
 at least ALARM_MIN_HOLD_S, which bridges the 5 s pause of the CO cadence).
